@@ -1,0 +1,66 @@
+/* Every map of the balancer: key -> value, units, byte order, and who writes it. Sizes are
+ * compile-time constants the Python loader passes with -D (xdplb/datapath.py, Sizes). */
+#ifndef XDPLB_MAPS_H
+#define XDPLB_MAPS_H
+
+#ifndef XDPLB_MAX_SERVICES
+#define XDPLB_MAX_SERVICES 64
+#endif
+#ifndef XDPLB_MAX_VIPS
+#define XDPLB_MAX_VIPS 256
+#endif
+#ifndef XDPLB_MAX_BACKENDS
+#define XDPLB_MAX_BACKENDS 4096
+#endif
+#ifndef XDPLB_RING_MAX
+#define XDPLB_RING_MAX 65537
+#endif
+#ifndef XDPLB_SEQ_MAX
+#define XDPLB_SEQ_MAX 4096
+#endif
+#ifndef XDPLB_CONN_MAX
+#define XDPLB_CONN_MAX 1048576
+#endif
+#ifndef XDPLB_MAX_TX_PORTS
+#define XDPLB_MAX_TX_PORTS 64
+#endif
+
+/* struct vip_key -> service id. Reconciler. A multi-port service has several keys. */
+BPF_HASH(services, struct vip_key, u32, XDPLB_MAX_VIPS);
+
+/* service id -> struct service. Reconciler. */
+BPF_ARRAY(service_conf, struct service, XDPLB_MAX_SERVICES);
+
+/* backend id -> struct backend (address, weight, resolved next hop). Reconciler. */
+BPF_ARRAY(backends, struct backend, XDPLB_MAX_BACKENDS);
+
+/* service id * XDPLB_RING_MAX + i -> backend id: the service's weighted Maglev table, i < ring_size.
+ * Used by mh, and by every scheduler for TCP flows met mid-stream. Reconciler. */
+BPF_ARRAY(rings, u32, XDPLB_MAX_SERVICES * XDPLB_RING_MAX);
+
+/* service id * XDPLB_SEQ_MAX + i -> backend id, i < seq_size: rr's backend list, wrr's interleaved
+ * weighted sequence, sh's bucket table. Reconciler. */
+BPF_ARRAY(seqs, u32, XDPLB_MAX_SERVICES * XDPLB_SEQ_MAX);
+
+/* service id -> position in seqs for rr/wrr. Data plane, per CPU: no shared cache line, no lock. */
+BPF_PERCPU_ARRAY(rr_cursor, u32, XDPLB_MAX_SERVICES);
+
+/* struct conn_key (the client's flow) -> struct conn. Data plane inserts; one table for all CPUs so
+ * a flow whose packets land on different CPUs keeps one backend; per-CPU LRU lists avoid a lock. */
+BPF_F_TABLE("lru_hash", struct conn_key, struct conn, conntrack, XDPLB_CONN_MAX, BPF_F_NO_COMMON_LRU);
+
+/* devmap slot -> egress ifindex, for backends behind another interface. Reconciler. */
+BPF_DEVMAP(tx_ports, XDPLB_MAX_TX_PORTS);
+
+/* enum xdplb_counter -> packets, per CPU. Data plane. */
+BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+
+/* service id / backend id -> struct stats, per CPU. Data plane; the reconciler zeroes a reused id. */
+BPF_PERCPU_ARRAY(svc_stats, struct stats, XDPLB_MAX_SERVICES);
+BPF_PERCPU_ARRAY(be_stats, struct stats, XDPLB_MAX_BACKENDS);
+
+/* Never read or written by the program: it exists so Python gets BCC's generated type for the
+ * simulation metadata, instead of a hand-written copy. */
+BPF_ARRAY(sim_layout, struct sim_meta, 1);
+
+#endif

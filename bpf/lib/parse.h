@@ -1,0 +1,180 @@
+/* Packet parsing: Ethernet (one 802.1Q/802.1ad tag), IPv4 (options skipped), IPv6 (a bounded chain of
+ * extension headers), TCP and UDP. Every parser has one shape, parse_x(cursor, end, out) -> 0 or the
+ * enum xdplb_counter reason the frame goes to the kernel, and checks bounds before each access.
+ * The rule: the balancer forwards only frames it parsed completely; everything else passes to the
+ * kernel untouched (its stack validates and drops what is malformed), counted by reason. */
+#ifndef XDPLB_PARSE_H
+#define XDPLB_PARSE_H
+
+#ifndef XDPLB_MAX_EXTHDR
+#define XDPLB_MAX_EXTHDR 4
+#endif
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+struct cursor {
+	void *pos;
+};
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+/* What the pipeline needs of a frame. */
+struct pkt {
+	struct conn_key key;
+	__u32 len;                /* frame length, for byte counters */
+	__u8 tcp_flags;
+};
+
+static __always_inline int is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+static __always_inline int parse_eth(struct cursor *c, void *end, __be16 *l3proto)
+{
+	struct ethhdr *eth = c->pos;
+	struct vlan_hdr *vh;
+	__be16 proto;
+
+	if ((void *)(eth + 1) > end)
+		return CNT_PASS_TRUNC_L2;
+	proto = eth->h_proto;
+	c->pos = eth + 1;
+	if (is_vlan(proto)) {
+		vh = c->pos;
+		if ((void *)(vh + 1) > end)
+			return CNT_PASS_TRUNC_L2;
+		proto = vh->encap_proto;
+		c->pos = vh + 1;
+		if (is_vlan(proto))
+			return CNT_PASS_VLAN_STACKED;
+	}
+	*l3proto = proto;
+	return 0;
+}
+
+static __always_inline int parse_ipv4(struct cursor *c, void *end, struct pkt *p)
+{
+	struct iphdr *iph = c->pos;
+	__u32 hlen, tot;
+
+	if ((void *)(iph + 1) > end)
+		return CNT_PASS_MALFORMED_L3;
+	if (iph->version != 4 || iph->ihl < 5)
+		return CNT_PASS_MALFORMED_L3;
+	hlen = iph->ihl * 4;
+	tot = bpf_ntohs(iph->tot_len);
+	if (tot < hlen || c->pos + tot > end)
+		return CNT_PASS_MALFORMED_L3;
+	if (c->pos + hlen > end)
+		return CNT_PASS_MALFORMED_L3;
+	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return CNT_PASS_FRAGMENT;
+	p->key.family = FAMILY_IPV4;
+	p->key.proto = iph->protocol;
+	p->key.saddr[0] = iph->saddr;
+	p->key.daddr[0] = iph->daddr;
+	c->pos += hlen;
+	return 0;
+}
+
+static __always_inline int parse_ipv6(struct cursor *c, void *end, struct pkt *p)
+{
+	struct ipv6hdr *ip6h = c->pos;
+	struct ipv6_opt_hdr *opt;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6h + 1) > end)
+		return CNT_PASS_MALFORMED_L3;
+	if (ip6h->version != 6)
+		return CNT_PASS_MALFORMED_L3;
+	if (c->pos + sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len) > end)
+		return CNT_PASS_MALFORMED_L3;
+	__builtin_memcpy(p->key.saddr, &ip6h->saddr, 16);
+	__builtin_memcpy(p->key.daddr, &ip6h->daddr, 16);
+	p->key.family = FAMILY_IPV6;
+	nexthdr = ip6h->nexthdr;
+	c->pos = ip6h + 1;
+
+#pragma unroll
+	for (i = 0; i < XDPLB_MAX_EXTHDR; i++) {
+		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
+			p->key.proto = nexthdr;
+			return 0;
+		}
+		if (nexthdr == IPPROTO_FRAGMENT)
+			return CNT_PASS_FRAGMENT;
+		if (nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS) {
+			p->key.proto = nexthdr;
+			return 0;
+		}
+		opt = c->pos;
+		if ((void *)(opt + 1) > end)
+			return CNT_PASS_MALFORMED_L3;
+		nexthdr = opt->nexthdr;
+		c->pos += (opt->hdrlen + 1) * 8;
+	}
+	if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
+		p->key.proto = nexthdr;
+		return 0;
+	}
+	return CNT_PASS_IPV6_EXTHDR;
+}
+
+static __always_inline int parse_l4(struct cursor *c, void *end, struct pkt *p)
+{
+	struct tcphdr *th;
+	struct udphdr *uh;
+
+	if (p->key.proto == IPPROTO_TCP) {
+		th = c->pos;
+		if ((void *)(th + 1) > end || th->doff < 5 || c->pos + th->doff * 4 > end)
+			return CNT_PASS_MALFORMED_L4;
+		p->key.sport = th->source;
+		p->key.dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		return 0;
+	}
+	if (p->key.proto == IPPROTO_UDP) {
+		uh = c->pos;
+		if ((void *)(uh + 1) > end)
+			return CNT_PASS_MALFORMED_L4;
+		p->key.sport = uh->source;
+		p->key.dport = uh->dest;
+		return 0;
+	}
+	return CNT_PASS_NOT_L4;
+}
+
+/* The whole frame: 0 when p holds a TCP or UDP flow, else the reason it goes to the kernel. */
+static __always_inline int parse_frame(void *data, void *end, struct pkt *p)
+{
+	struct cursor c = { .pos = data };
+	__be16 l3proto = 0;
+	int r;
+
+	p->len = end - data;
+	r = parse_eth(&c, end, &l3proto);
+	if (r)
+		return r;
+	if (l3proto == bpf_htons(ETH_P_IP))
+		r = parse_ipv4(&c, end, p);
+	else if (l3proto == bpf_htons(ETH_P_IPV6))
+		r = parse_ipv6(&c, end, p);
+	else
+		return CNT_PASS_NOT_IP;
+	if (r)
+		return r;
+	return parse_l4(&c, end, p);
+}
+
+#endif

@@ -1,0 +1,193 @@
+/* xdplb: the XDP balancer. This file is only the pipeline:
+ *   parse -> service lookup (exact, then port 0) -> connection lookup -> scheduler on a miss ->
+ *   connection insert -> forward (DR) -> one counted exit.
+ * A frame carrying struct sim_meta in its XDP metadata is simulated: it is parsed, looked up,
+ * scheduled and rewritten like any other, but inserts no connection, moves no cursor and counts
+ * nothing; the decision is written back into the metadata. */
+#include <uapi/linux/bpf.h>
+#include <linux/in.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include "lib/structs.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/hash.h"
+#include "lib/sched.h"
+#include "lib/conntrack.h"
+#include "lib/forward.h"
+#include "lib/stats.h"
+
+struct verdict {
+	__u32 reason;             /* enum xdplb_counter: why it passed/dropped, or how it was placed */
+	__u32 service;
+	__u32 backend;
+};
+
+static __always_inline int simulated(struct xdp_md *ctx)
+{
+	void *meta = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+	struct sim_meta *sm = meta;
+
+	if (meta + sizeof(*sm) > data)
+		return 0;
+	return sm->magic == XDPLB_SIM_MAGIC;
+}
+
+static __always_inline int lookup_service(struct pkt *p, __u32 *svc_id)
+{
+	struct vip_key k = {
+		.port = p->key.dport,
+		.proto = p->key.proto,
+		.family = p->key.family,
+	};
+	__u32 *id;
+
+	__builtin_memcpy(k.addr, p->key.daddr, sizeof(k.addr));
+	id = services.lookup(&k);
+	if (!id) {
+		k.port = 0;
+		id = services.lookup(&k);
+	}
+	if (!id)
+		return CNT_PASS_NOT_VIP;
+	*svc_id = *id;
+	return 0;
+}
+
+/* The backend of a known connection, or NULL when its slot was removed or reused. */
+static __always_inline struct backend *conn_backend(struct conn *ct)
+{
+	__u32 id = ct->backend;
+	struct backend *be = backends.lookup(&id);
+
+	if (!be || !(be->flags & BE_F_ACTIVE) || be->gen != ct->be_gen || be->service != ct->service)
+		return NULL;
+	return be;
+}
+
+/* A new flow, or one whose backend went away: schedule it and remember the choice. */
+static __always_inline struct backend *place(__u32 svc_id, struct service *svc, struct pkt *p,
+					     struct conn *ct, int sim, __u64 now, struct verdict *v)
+{
+	int midstream = p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN);
+	struct backend *be;
+	__u32 be_id = 0;
+	int r;
+
+	r = sched_pick(svc_id, svc, p, midstream, sim, &be_id);
+	if (r) {
+		v->reason = r;
+		return NULL;
+	}
+	be = backends.lookup(&be_id);
+	if (!be || !(be->flags & BE_F_ACTIVE)) {
+		v->reason = CNT_DROP_NO_BACKEND;
+		return NULL;
+	}
+	v->reason = midstream ? CNT_CONN_MIDSTREAM : CNT_CONN_NEW;
+	v->backend = be_id;
+	if (sim)
+		return be;
+	if (ct) {
+		count(CNT_CONN_RESCHEDULED);
+		ct->backend = be_id;
+		ct->be_gen = be->gen;
+		ct->last_seen = now;
+		ct->state = ct_initial_state(p);
+		return be;
+	}
+	v->backend = ct_create(p, svc_id, be_id, be->gen, now, &r);
+	if (r)
+		count(r);
+	if (v->backend != be_id) {
+		be_id = v->backend;
+		be = backends.lookup(&be_id);
+	}
+	return be;
+}
+
+static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
+{
+	struct service *svc;
+	struct backend *be = NULL;
+	struct conn *ct;
+	__u32 svc_id = 0;
+	__u64 now;
+	int act, r;
+
+	r = lookup_service(p, &svc_id);
+	if (r) {
+		v->reason = r;
+		return XDP_PASS;
+	}
+	v->service = svc_id;
+	svc = service_conf.lookup(&svc_id);
+	if (!svc) {
+		v->reason = CNT_DROP_NO_BACKEND;
+		return XDP_DROP;
+	}
+	now = bpf_jiffies64();
+	ct = conntrack.lookup(&p->key);
+	if (ct)
+		be = conn_backend(ct);
+	if (be) {
+		v->reason = CNT_CONN_HIT;
+		v->backend = ct->backend;
+		if (!sim)
+			ct_refresh(ct, p, now);
+	} else {
+		be = place(svc_id, svc, p, ct, sim, now, v);
+		if (!be)
+			return XDP_DROP;
+	}
+
+	act = forward_dr(ctx, be, &v->reason);
+	if (!sim && (act == XDP_TX || act == XDP_REDIRECT)) {
+		int new_conn = v->reason != CNT_CONN_HIT;
+		__u32 be_id = v->backend;
+
+		stats_add(svc_stats.lookup(&svc_id), p->len, new_conn);
+		stats_add(be_stats.lookup(&be_id), p->len, new_conn);
+	}
+	return act;
+}
+
+/* The one exit: count the verdict and its reason, or report them to a simulation. */
+static __always_inline int finish(struct xdp_md *ctx, int act, int sim, struct verdict *v)
+{
+	void *meta = (void *)(long)ctx->data_meta;
+	void *data = (void *)(long)ctx->data;
+	struct sim_meta *sm = meta;
+
+	if (!sim) {
+		count(verdict_counter(act));
+		count(v->reason);
+		return act;
+	}
+	if (meta + sizeof(*sm) <= data) {
+		sm->service = v->service;
+		sm->backend = v->backend;
+		sm->reason = v->reason;
+	}
+	return act;
+}
+
+int xdplb_main(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct verdict v = { .reason = CNT_PASS_NOT_IP, .service = ~0U, .backend = ~0U };
+	struct pkt p = {};
+	int sim = simulated(ctx);
+	int act = XDP_PASS;
+
+	v.reason = parse_frame(data, end, &p);
+	if (!v.reason)
+		act = balance(ctx, &p, sim, &v);
+	return finish(ctx, act, sim, &v);
+}

@@ -1,0 +1,60 @@
+"""Test frames, built with scapy, in the lab's addressing (../shared/DESIGN.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.packet import Packet
+
+from xdplb.model import Backend, Service
+from xdplb.net import Nexthop
+
+VIP4, VIP6 = "10.100.0.100", "fd00:100::100"
+CLIENT4, CLIENT6 = "10.99.0.10", "fd00:99::10"
+ROUTER_MAC = "02:00:00:63:00:01"   # the router, as the sender of client traffic
+LB_MAC = "02:00:00:64:00:02"       # the director
+LO_IFINDEX = 1                     # BPF_PROG_TEST_RUN's default ingress device
+
+
+def backend_mac(i: int) -> str:
+    return f"02:00:00:64:01:{i:02x}"
+
+
+def backends(n: int, version: int = 4, weights: list[int] | None = None) -> tuple[Backend, ...]:
+    weights = weights or [1] * n
+    base = "10.100.0.{}" if version == 4 else "fd00:100::{:x}"
+    return tuple(Backend(address=ipaddress.ip_address(base.format(11 + i)), weight=w)
+                 for i, w in enumerate(weights))
+
+
+def nexthops(bes: tuple[Backend, ...], ifindex: int = LO_IFINDEX) -> dict:
+    return {b.address: Nexthop(ifindex, LB_MAC, backend_mac(i)) for i, b in enumerate(bes)}
+
+
+def service(proto: str = "tcp", port: int = 80, version: int = 4, **kw) -> Service:
+    kw.setdefault("ring_size", 4099)
+    return Service(protocol=proto, vip=VIP4 if version == 4 else VIP6, port=port, **kw)
+
+
+def eth(vlan: int | None = None) -> Packet:
+    e = Ether(src=ROUTER_MAC, dst=LB_MAC)
+    return e / Dot1Q(vlan=vlan) if vlan is not None else e
+
+
+def ip(version: int = 4, src: str | None = None, dst: str | None = None, **kw) -> Packet:
+    if version == 4:
+        return IP(src=src or CLIENT4, dst=dst or VIP4, **kw)
+    return IPv6(src=src or CLIENT6, dst=dst or VIP6, **kw)
+
+
+def tcp(sport: int = 40000, dport: int = 80, flags: str = "S", version: int = 4, vlan: int | None = None,
+        src: str | None = None, dst: str | None = None, payload: bytes = b"") -> bytes:
+    return bytes(eth(vlan) / ip(version, src, dst) / TCP(sport=sport, dport=dport, flags=flags) / payload)
+
+
+def udp(sport: int = 40000, dport: int = 53, version: int = 4, src: str | None = None,
+        dst: str | None = None, payload: bytes = b"q") -> bytes:
+    return bytes(eth() / ip(version, src, dst) / UDP(sport=sport, dport=dport) / payload)

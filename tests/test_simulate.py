@@ -1,0 +1,57 @@
+"""simulate() runs the real program and has no side effect: no connection, no cursor move, no
+counter or stat, in any map; and it predicts what the real run then does."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.l2 import Ether
+
+from tests import packets as pk
+
+pytestmark = pytest.mark.datapath
+
+
+def snapshot(dp) -> dict[str, list[tuple[bytes, bytes]]]:
+    return {name: sorted((bytes(k), bytes(v)) for k, v in table.items())
+            for name, table in dp.maps.items() if name != "tx_ports"}
+
+
+FRAMES = [
+    pk.tcp(sport=41000),                 # new flow
+    pk.tcp(sport=41001, flags="A"),      # mid-stream flow
+    pk.tcp(sport=40000, flags="A"),      # known flow (inserted below)
+    pk.tcp(sport=40000, flags="F"),      # known flow closing
+    pk.udp(dport=53),
+    pk.tcp(version=6, sport=41002),
+    pk.tcp(dst="10.100.0.200"),          # not a VIP
+    pk.tcp()[:30],                       # malformed
+]
+
+
+def test_simulate_changes_no_map(dp, one_cpu):
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        bes = pk.backends(3)
+        dp.set_service(pk.service(proto, port, scheduler="rr", backends=bes), pk.nexthops(bes))
+    bes6 = pk.backends(2, 6)
+    dp.set_service(pk.service(version=6, scheduler="wrr", backends=bes6), pk.nexthops(bes6))
+    dp.run(pk.tcp(sport=40000))
+    dp.run(pk.tcp(sport=40000, flags="A"))
+    before = snapshot(dp)
+    results = [dp.simulate(f) for f in FRAMES * 3]
+    assert snapshot(dp) == before
+    assert [r.verdict for r in results[:len(FRAMES)]] == ["TX"] * 6 + ["PASS", "PASS"]
+    assert [r.reason for r in results[:len(FRAMES)]] == [
+        "conn_new", "conn_midstream", "conn_hit", "conn_hit", "conn_new", "conn_new",
+        "pass_not_vip", "pass_malformed_l3"]
+
+
+def test_simulate_predicts_the_real_run(dp, one_cpu):
+    bes = pk.backends(4)
+    dp.set_service(pk.service(scheduler="rr", backends=bes), pk.nexthops(bes))
+    for sport in range(42000, 42012):
+        frame = pk.tcp(sport=sport)
+        predicted = dp.simulate(frame)
+        real = dp.run(frame)
+        assert predicted.frame == real.frame
+        assert predicted.verdict == real.verdict
+        assert Ether(real.frame).dst == pk.backend_mac([b.address for b in bes].index(predicted.backend))

@@ -1,0 +1,445 @@
+"""The data plane from Python: the only module that imports BCC.
+
+Compiles bpf/xdplb.c with sizes from configuration, loads and attaches it, turns services and
+backends into map entries (writing only what changed), reads counters and connections, and
+simulates a frame through the real program with BPF_PROG_TEST_RUN without side effects. Map key and
+value types are BCC's generated ctypes: no struct layout is restated here.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import ipaddress
+import logging
+import os
+import re
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from bcc import BPF
+
+from xdplb import kernel, maglev, schedule
+from xdplb.cenum import enum_values, header_enums
+from xdplb.model import IPAddress, SchedFlag, Scheduler, Service
+from xdplb.net import Nexthop, mac_bytes, resolve_nexthop
+from xdplb.testrun import RunResult, run_xdp
+
+log = logging.getLogger(__name__)
+
+BPF_DIR = Path(os.environ.get("XDPLB_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+STRUCTS_H = BPF_DIR / "lib" / "structs.h"
+
+COUNTERS = {k: v for k, v in enum_values(STRUCTS_H, "xdplb_counter", "CNT_").items() if k != "max"}
+SCHEDULERS = enum_values(STRUCTS_H, "xdplb_sched", "LB_SCHED_")
+METHODS = enum_values(STRUCTS_H, "xdplb_method", "LB_METHOD_")
+CONN_STATES = {v: k for k, v in enum_values(STRUCTS_H, "xdplb_conn_state", "CT_").items()}
+_SVC_FLAGS = enum_values(STRUCTS_H, "xdplb_svc_flag", "SVC_F_")
+_BE_ACTIVE = enum_values(STRUCTS_H, "xdplb_backend_flag", "BE_F_")["active"]
+_FAMILY = header_enums(STRUCTS_H)["xdplb_family"]
+_SIM_MAGIC = int(re.search(r"#define XDPLB_SIM_MAGIC (0x[0-9a-f]+)", STRUCTS_H.read_text()).group(1), 16)
+_NONE = 0xFFFFFFFF
+_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$')
+
+# uapi/linux/if_link.h
+XDP_MODES = {"generic": 1 << 1, "native": 1 << 2}
+
+Resolver = Callable[[IPAddress], Nexthop]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Compile-time sizes of the maps (bpf/lib/maps.h), passed to the compiler with -D."""
+
+    max_services: int = 64
+    max_vips: int = 256
+    max_backends: int = 4096
+    ring_max: int = maglev.DEFAULT_SIZE
+    seq_max: int = 4096
+    conn_max: int = 1 << 20
+    max_tx_ports: int = 64
+    max_exthdr: int = 4
+
+    def cflags(self) -> list[str]:
+        return [f"-DXDPLB_{f.name.upper()}={getattr(self, f.name)}" for f in fields(self)]
+
+
+class ConfigError(ValueError):
+    """A change the data plane cannot take; nothing was written."""
+
+
+@dataclass
+class _Backend:
+    id: int
+    gen: int
+    weight: int
+    nexthop: Nexthop
+
+
+@dataclass
+class _Service:
+    id: int
+    model: Service
+    backends: dict[IPAddress, _Backend] = field(default_factory=dict)
+    ring: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+    seq: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+
+
+@dataclass(frozen=True)
+class Simulation:
+    verdict: str
+    frame: bytes
+    reason: str
+    service: Service | None
+    backend: IPAddress | None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One row of `ipvsadm -Lc`."""
+
+    protocol: str
+    client: tuple[IPAddress, int]
+    virtual: tuple[IPAddress, int]
+    backend: IPAddress | None
+    state: str
+    idle_s: float
+
+
+def program_source(path: Path, seen: set[Path] | None = None) -> str:
+    """The program as one text: BCC rewrites map calls only in its main file, so the project's own
+    headers are inlined; #line keeps compiler messages pointing at the real files."""
+    seen = set() if seen is None else seen
+    out = [f'#line 1 "{path}"']
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        m = _INCLUDE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        inc = (path.parent / m.group(1)).resolve()
+        if inc not in seen:
+            seen.add(inc)
+            out.append(program_source(inc, seen))
+        out.append(f'#line {n + 1} "{path}"')
+    return "\n".join(out)
+
+
+def _addr_words(table_type: type, addr: IPAddress) -> ct.Array:
+    return table_type.from_buffer_copy(addr.packed.ljust(16, b"\0"))
+
+
+def _addr_of(words: ct.Array, family: int) -> IPAddress:
+    raw = bytes(words)
+    return ipaddress.IPv4Address(raw[:4]) if family == _FAMILY["FAMILY_IPV4"] else ipaddress.IPv6Address(raw)
+
+
+def _family(addr: IPAddress) -> int:
+    return _FAMILY[f"FAMILY_IPV{addr.version}"]
+
+
+def _sum_stats(per_cpu: ct.Array) -> dict[str, int]:
+    names = [name for name, _ in per_cpu[0]._fields_]
+    return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name in names}
+
+
+class Program:
+    """A standalone XDP program of bpf/ (a benchmark baseline, later the TUN decapsulator)."""
+
+    def __init__(self, source: Path, func: str, cflags: list[str] | None = None) -> None:
+        self._bpf = BPF(text=program_source(source).encode(), cflags=cflags or [])
+        self.prog = self._bpf.load_func(func.encode(), BPF.XDP)
+
+    def run(self, frame: bytes, repeat: int = 1) -> RunResult:
+        return run_xdp(self.prog.fd, frame, repeat=repeat)
+
+    def close(self) -> None:
+        self._bpf.cleanup()
+
+
+class Datapath:
+    """One loaded balancer: its maps, and what Python knows it wrote into them."""
+
+    def __init__(self, sizes: Sizes | None = None, resolver: Resolver = resolve_nexthop) -> None:
+        self.sizes = sizes or Sizes()
+        self._resolver = resolver
+        src = program_source(BPF_DIR / "xdplb.c")
+        self._bpf = BPF(text=src.encode(), cflags=self.sizes.cflags())
+        self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
+        self.maps = {name: self._bpf[name.encode()] for name in (
+            "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack",
+            "tx_ports", "counters", "svc_stats", "be_stats", "sim_layout")}
+        self._services: dict[tuple, _Service] = {}
+        self._free_services = deque(range(self.sizes.max_services))
+        self._free_backends = deque(range(self.sizes.max_backends))
+        self._gens = [0] * self.sizes.max_backends
+        self._tx_slots: dict[int, int] = {}
+        self._attached: dict[str, int] = {}
+
+    # ---- attach ----------------------------------------------------------------------------
+
+    def attach(self, ifname: str, mode: str = "auto") -> str:
+        """Attach to an interface in native or generic XDP; auto tries native first."""
+        modes = ["native", "generic"] if mode == "auto" else [mode]
+        for m in modes:
+            try:
+                BPF.attach_xdp(ifname.encode(), self.prog, XDP_MODES[m])
+            except Exception as e:
+                if m == modes[-1]:
+                    raise
+                log.info("native XDP not available on %s (%s): falling back to generic", ifname, e)
+                continue
+            self._attached[ifname] = XDP_MODES[m]
+            return m
+        raise AssertionError("unreachable")
+
+    def detach(self, ifname: str) -> None:
+        BPF.remove_xdp(ifname.encode(), self._attached.pop(ifname))
+
+    def close(self) -> None:
+        for ifname in list(self._attached):
+            try:
+                self.detach(ifname)
+            except Exception as e:  # the interface may be gone with its namespace
+                log.warning("detaching from %s: %s", ifname, e)
+        self._bpf.cleanup()
+
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- services and backends -------------------------------------------------------------
+
+    @property
+    def services(self) -> list[Service]:
+        return [s.model for s in self._services.values()]
+
+    def set_service(self, service: Service, nexthops: Mapping[IPAddress, Nexthop] | None = None) -> dict[str, int]:
+        """Add or update a service with its backends. Everything that can fail (limits, next-hop
+        resolution) is checked before the first map write. Returns how many entries were written."""
+        old = self._services.get(service.key)
+        self._check_limits(service, old)
+        nexthops = self._nexthops(service, old, nexthops or {})
+        state = old or _Service(id=self._free_services[0], model=service)
+        written = {"backends": 0, "rings": 0, "seqs": 0}
+        if old is None:
+            self._free_services.popleft()
+            self._reset_service(state.id)
+        removed = [a for a in state.backends if a not in {b.address for b in service.backends}]
+        for b in service.backends:
+            slot = state.backends.get(b.address)
+            if slot is None:
+                slot = state.backends[b.address] = self._new_backend(nexthops[b.address])
+            elif slot.weight == b.weight and slot.nexthop == nexthops[b.address]:
+                continue
+            slot.weight, slot.nexthop = b.weight, nexthops[b.address]
+            self._write_backend(state.id, service, b.address, slot)
+            written["backends"] += 1
+        state.model = service
+        written["rings"], written["seqs"] = self._write_tables(state)
+        self._write_conf(state)
+        self.maps["services"][self._vip_key(service)] = ct.c_uint32(state.id)
+        for addr in removed:
+            self._free_backend(state.backends.pop(addr))
+        self._services[service.key] = state
+        return written
+
+    def remove_service(self, key: tuple) -> None:
+        state = self._services.pop(key)
+        del self.maps["services"][self._vip_key(state.model)]
+        self.maps["service_conf"][ct.c_uint32(state.id)] = self.maps["service_conf"].Leaf()
+        for slot in state.backends.values():
+            self._free_backend(slot)
+        self._free_services.append(state.id)
+
+    def refresh_nexthops(self) -> int:
+        """Resolve every backend's next hop again and rewrite those that moved (MAC or port)."""
+        changed = 0
+        for state in self._services.values():
+            for addr, slot in state.backends.items():
+                nh = self._resolver(addr)
+                if nh != slot.nexthop:
+                    self._tx_slot(nh.ifindex)
+                    slot.nexthop = nh
+                    self._write_backend(state.id, state.model, addr, slot)
+                    changed += 1
+        return changed
+
+    def _check_limits(self, service: Service, old: _Service | None) -> None:
+        if service.method.value not in METHODS:
+            raise ConfigError(f"forwarding method {service.method} is not in this data plane")
+        if old is None and not self._free_services:
+            raise ConfigError(f"service limit reached ({self.sizes.max_services})")
+        if service.ring_size > self.sizes.ring_max:
+            raise ConfigError(f"ring_size {service.ring_size} exceeds the compiled maximum {self.sizes.ring_max}")
+        if len(service.backends) > self.sizes.seq_max:
+            raise ConfigError(f"{len(service.backends)} backends exceed the per-service maximum {self.sizes.seq_max}")
+        new = sum(1 for b in service.backends if old is None or b.address not in old.backends)
+        if new > len(self._free_backends):
+            raise ConfigError(f"backend limit reached ({self.sizes.max_backends})")
+
+    def _nexthops(self, service: Service, old: _Service | None,
+                  given: Mapping[IPAddress, Nexthop]) -> dict[IPAddress, Nexthop]:
+        out = {}
+        for b in service.backends:
+            known = old.backends.get(b.address) if old else None
+            out[b.address] = given.get(b.address) or (known.nexthop if known else self._resolver(b.address))
+        for nh in set(out.values()):
+            self._tx_slot(nh.ifindex)
+        return out
+
+    def _tx_slot(self, ifindex: int) -> int:
+        """The devmap slot of an egress interface. The entry is rewritten on every use: the kernel
+        drops it when the interface goes away, and checks the interface exists."""
+        slot = self._tx_slots.get(ifindex, len(self._tx_slots))
+        if slot >= self.sizes.max_tx_ports:
+            raise ConfigError(f"egress port limit reached ({self.sizes.max_tx_ports})")
+        try:
+            self.maps["tx_ports"][ct.c_int(slot)] = ct.c_int(ifindex)
+        except Exception as e:
+            raise ConfigError(f"interface {ifindex} cannot be an XDP egress port: {e}") from e
+        self._tx_slots[ifindex] = slot
+        return slot
+
+    def _new_backend(self, nexthop: Nexthop) -> _Backend:
+        bid = self._free_backends.popleft()
+        self._gens[bid] = (self._gens[bid] + 1) & 0xFFFF
+        self.maps["be_stats"].clearitem(ct.c_uint32(bid))
+        return _Backend(id=bid, gen=self._gens[bid], weight=0, nexthop=nexthop)
+
+    def _free_backend(self, slot: _Backend) -> None:
+        self.maps["backends"][ct.c_uint32(slot.id)] = self.maps["backends"].Leaf()
+        self._free_backends.append(slot.id)
+
+    def _reset_service(self, sid: int) -> None:
+        self.maps["svc_stats"].clearitem(ct.c_uint32(sid))
+        self.maps["rr_cursor"].clearitem(ct.c_uint32(sid))
+
+    def _write_backend(self, sid: int, service: Service, addr: IPAddress, slot: _Backend) -> None:
+        table = self.maps["backends"]
+        be = table.Leaf()
+        be.addr = _addr_words(type(be.addr), addr)
+        be.family = _family(addr)
+        be.flags = _BE_ACTIVE
+        be.weight = slot.weight
+        be.service = sid
+        be.ifindex = slot.nexthop.ifindex
+        be.tx_slot = self._tx_slots[slot.nexthop.ifindex]
+        be.dmac = type(be.dmac).from_buffer_copy(mac_bytes(slot.nexthop.dmac))
+        be.smac = type(be.smac).from_buffer_copy(mac_bytes(slot.nexthop.smac))
+        be.gen = slot.gen
+        table[ct.c_uint32(slot.id)] = be
+
+    def _write_tables(self, state: _Service) -> tuple[int, int]:
+        svc = state.model
+        ids = np.array([state.backends[b.address].id for b in svc.backends], dtype=np.uint32)
+        weights = [b.weight for b in svc.backends]
+        names = [str(b.address) for b in svc.backends]
+        ring = ids[maglev.build(list(zip(names, weights, strict=True)), svc.ring_size)]
+        if svc.scheduler == Scheduler.SH:
+            seq = schedule.sh(weights)
+        elif svc.scheduler == Scheduler.WRR:
+            seq = schedule.wrr(weights, self.sizes.seq_max)
+        else:
+            seq = schedule.rr(weights)
+        seq = ids[np.asarray(seq, dtype=np.intp)]
+        n_ring = self._write_rows("rings", state.id * self.sizes.ring_max, state.ring, ring)
+        n_seq = self._write_rows("seqs", state.id * self.sizes.seq_max, state.seq, seq)
+        state.ring, state.seq = ring, seq
+        return n_ring, n_seq
+
+    def _write_rows(self, name: str, base: int, old: np.ndarray, new: np.ndarray) -> int:
+        """Writes the entries of `new` that differ from `old`, in one batch."""
+        idx = np.flatnonzero(old != new) if len(old) == len(new) else np.arange(len(new))
+        if not len(idx):
+            return 0
+        table = self.maps[name]
+        keys = np.ascontiguousarray(idx + base, dtype=np.uint32)
+        values = np.ascontiguousarray(new[idx], dtype=np.uint32)
+        table.items_update_batch((table.Key * len(idx)).from_buffer(keys),
+                                 (table.Leaf * len(idx)).from_buffer(values))
+        return len(idx)
+
+    def _write_conf(self, state: _Service) -> None:
+        table = self.maps["service_conf"]
+        svc = state.model
+        conf = table.Leaf()
+        conf.sched = SCHEDULERS[svc.scheduler.value]
+        conf.method = METHODS[svc.method.value]
+        if svc.sched_flags & {SchedFlag.SH_PORT, SchedFlag.MH_PORT}:
+            conf.flags |= _SVC_FLAGS["hash_sport"]
+        conf.ring_size = len(state.ring)
+        conf.seq_size = len(state.seq)
+        conf.backend_count = len(svc.backends)
+        old = table[ct.c_uint32(state.id)]
+        conf.gen = old.gen + 1
+        table[ct.c_uint32(state.id)] = conf
+
+    def _vip_key(self, svc: Service) -> ct.Structure:
+        key = self.maps["services"].Key()
+        key.addr = _addr_words(type(key.addr), svc.vip)
+        key.port = socket.htons(svc.port)
+        key.proto = svc.protocol.number
+        key.family = _family(svc.vip)
+        return key
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Global verdict and reason counters, summed over CPUs."""
+        table = self.maps["counters"]
+        return {name: sum(table[ct.c_uint32(idx)]) for name, idx in COUNTERS.items()}
+
+    def service_stats(self, key: tuple) -> dict[str, int]:
+        return _sum_stats(self.maps["svc_stats"][ct.c_uint32(self._services[key].id)])
+
+    def backend_stats(self, key: tuple) -> dict[IPAddress, dict[str, int]]:
+        table = self.maps["be_stats"]
+        return {addr: _sum_stats(table[ct.c_uint32(slot.id)])
+                for addr, slot in self._services[key].backends.items()}
+
+    def _backend_by_id(self) -> dict[int, tuple[Service, IPAddress]]:
+        return {slot.id: (s.model, addr) for s in self._services.values() for addr, slot in s.backends.items()}
+
+    def connections(self) -> Iterator[Connection]:
+        """The connection table, like `ipvsadm -Lc`."""
+        owners = self._backend_by_id()
+        now, hz = kernel.jiffies(), kernel.hz()
+        protos = {6: "TCP", 17: "UDP"}
+        for k, v in self.maps["conntrack"].items_lookup_batch():
+            owner = owners.get(v.backend)
+            yield Connection(
+                protocol=protos.get(k.proto, str(k.proto)),
+                client=(_addr_of(k.saddr, k.family), socket.ntohs(k.sport)),
+                virtual=(_addr_of(k.daddr, k.family), socket.ntohs(k.dport)),
+                backend=owner[1] if owner else None,
+                state=CONN_STATES.get(v.state, str(v.state)).upper(),
+                idle_s=max(0, now - v.last_seen) / hz,
+            )
+
+    def flush_connections(self) -> int:
+        """Forget every connection (`ipvsadm -C` for the table only); returns how many there were."""
+        return sum(1 for _ in self.maps["conntrack"].items_lookup_and_delete_batch())
+
+    # ---- running frames --------------------------------------------------------------------
+
+    def run(self, frame: bytes, ingress_ifindex: int = 0, repeat: int = 1) -> RunResult:
+        """The real thing on one frame: inserts connections and counts, like traffic would."""
+        return run_xdp(self.prog.fd, frame, ingress_ifindex=ingress_ifindex, repeat=repeat)
+
+    def simulate(self, frame: bytes, ingress_ifindex: int = 0) -> Simulation:
+        """Where would this frame go? Runs the real program, marked as a simulation in the XDP
+        metadata: no connection inserted, no cursor moved, no counter or stat changed."""
+        meta_t = self.maps["sim_layout"].Leaf
+        meta = meta_t(magic=_SIM_MAGIC, service=_NONE, backend=_NONE, reason=0)
+        res = run_xdp(self.prog.fd, frame, meta=bytes(meta), ingress_ifindex=ingress_ifindex)
+        out = meta_t.from_buffer_copy(res.meta)
+        reason = {v: k for k, v in COUNTERS.items()}.get(out.reason, str(out.reason))
+        by_id = {s.id: s.model for s in self._services.values()}
+        owner = self._backend_by_id().get(out.backend)
+        return Simulation(res.verdict, res.frame, reason, by_id.get(out.service),
+                          owner[1] if owner else None)

@@ -1,0 +1,119 @@
+"""Netlink, through pyroute2: the only module that talks to the kernel's routing and neighbour tables.
+
+For DR the data plane rewrites MACs to a backend's next hop. The next hop is resolved here, ahead of
+traffic, so a packet for a VIP never waits on ARP/ND and never falls back to the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute, netns
+
+NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # reachable stale delay probe noarp permanent
+NTF_USE = 0x01
+
+
+class NexthopError(RuntimeError):
+    """A backend's next hop cannot be resolved (no route, or no ARP/ND answer)."""
+
+
+@dataclass(frozen=True)
+class Nexthop:
+    ifindex: int
+    smac: str   # our MAC on ifindex
+    dmac: str   # the next hop's MAC
+
+
+def mac_bytes(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {mac}")
+    return raw
+
+
+def _neighbour(ipr: IPRoute, dst: str, ifindex: int) -> str | None:
+    for n in ipr.get_neighbours(dst=dst, ifindex=ifindex):
+        if n["state"] & NUD_VALID and n.get_attr("NDA_LLADDR"):
+            return n.get_attr("NDA_LLADDR")
+    return None
+
+
+def resolve_nexthop(address: ipaddress.IPv4Address | ipaddress.IPv6Address, timeout: float = 2.0) -> Nexthop:
+    """Route lookup, then the neighbour entry of the gateway (or of the address when on-link),
+    asking the kernel to resolve it (NTF_USE) and waiting up to `timeout` seconds."""
+    with IPRoute() as ipr:
+        try:
+            route = ipr.route("get", dst=str(address))[0]
+        except Exception as e:  # pyroute2 raises NetlinkError with the errno
+            raise NexthopError(f"no route to backend {address}: {e}") from e
+        oif = route.get_attr("RTA_OIF")
+        via = route.get_attr("RTA_GATEWAY") or str(address)
+        smac = ipr.get_links(oif)[0].get_attr("IFLA_ADDRESS")
+        deadline = time.monotonic() + timeout
+        while True:
+            dmac = _neighbour(ipr, via, oif)
+            if dmac:
+                return Nexthop(oif, smac, dmac)
+            if time.monotonic() > deadline:
+                raise NexthopError(f"next hop {via} of backend {address} did not answer ARP/ND")
+            ipr.neigh("replace", dst=via, ifindex=oif, flags=NTF_USE, state=0)
+            time.sleep(0.05)
+
+
+@contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the block inside a network namespace (sockets opened there, BPF devmap/attach there)."""
+    netns.pushns(name)
+    try:
+        yield
+    finally:
+        netns.popns()
+
+
+def create_netns(name: str) -> None:
+    netns.create(name)
+    with in_netns(name), IPRoute() as ipr:
+        ipr.link("set", index=1, state="up")
+
+
+def remove_netns(name: str) -> None:
+    if name in netns.listnetns():
+        netns.remove(name)
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    ifindex: int
+    mac: str
+
+
+def add_veth(name: str, peer: str) -> tuple[Link, Link]:
+    """A veth pair in the current namespace, both ends up."""
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=peer)
+        links = []
+        for ifname in (name, peer):
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.link("set", index=idx, state="up")
+            links.append(Link(ifname, idx, ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS")))
+    return links[0], links[1]
+
+
+# uapi/linux/if_link.h XDP_ATTACHED_*, as a number or as pyroute2's names for them
+XDP_ATTACHED = {1: "native", 2: "generic", 3: "offload", "xdp": "native", "xdpgeneric": "generic",
+                "xdpoffload": "offload"}
+
+
+def xdp_mode(ifname: str) -> str | None:
+    """How an XDP program is attached to an interface of the current namespace, or None."""
+    with IPRoute() as ipr:
+        link = ipr.link("get", ifname=ifname)[0]
+        xdp = link.get_attr("IFLA_XDP")
+        attached = xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else 0
+    return XDP_ATTACHED.get(attached)
