@@ -14,12 +14,12 @@
 
 #include "lib/structs.h"
 #include "lib/maps.h"
+#include "lib/stats.h"
 #include "lib/parse.h"
 #include "lib/hash.h"
 #include "lib/sched.h"
 #include "lib/conntrack.h"
 #include "lib/forward.h"
-#include "lib/stats.h"
 
 struct verdict {
 	__u32 reason;             /* enum xdplb_counter: why it passed/dropped, or how it was placed */
@@ -75,7 +75,7 @@ static __always_inline struct backend *place(__u32 svc_id, struct service *svc, 
 					     struct conn *ct, int sim, __u64 now, struct verdict *v)
 {
 	int midstream = p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN);
-	struct backend *be;
+	struct backend *be, *kept;
 	__u32 be_id = 0;
 	int r;
 
@@ -93,21 +93,19 @@ static __always_inline struct backend *place(__u32 svc_id, struct service *svc, 
 	v->backend = be_id;
 	if (sim)
 		return be;
-	if (ct) {
-		count(CNT_CONN_RESCHEDULED);
-		ct->backend = be_id;
-		ct->be_gen = be->gen;
-		ct->last_seen = now;
-		ct->state = ct_initial_state(p);
-		return be;
+	if (!ct) {
+		ct = ct_insert(p, svc_id, be_id, be->gen, now);
+		if (!ct)
+			return be;
+		kept = conn_backend(ct);
+		if (kept) {
+			v->reason = CNT_CONN_HIT;
+			v->backend = ct->backend;
+			ct_refresh(ct, p, now);
+			return kept;
+		}
 	}
-	v->backend = ct_create(p, svc_id, be_id, be->gen, now, &r);
-	if (r)
-		count(r);
-	if (v->backend != be_id) {
-		be_id = v->backend;
-		be = backends.lookup(&be_id);
-	}
+	ct_reassign(ct, p, be_id, be->gen, now);
 	return be;
 }
 
@@ -115,7 +113,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 {
 	struct service *svc;
 	struct backend *be = NULL;
-	struct conn *ct;
+	struct conn *ct = NULL;
 	__u32 svc_id = 0;
 	__u64 now;
 	int act, r;
@@ -132,7 +130,10 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		return XDP_DROP;
 	}
 	now = bpf_jiffies64();
-	ct = conntrack.lookup(&p->key);
+	/* A SYN is almost always a new flow: it goes straight to the insert, which finds an existing
+	 * entry itself. A simulation cannot insert, so it looks up. */
+	if (sim || !(p->tcp_flags & TCP_FLAG_SYN))
+		ct = conntrack.lookup(&p->key);
 	if (ct)
 		be = conn_backend(ct);
 	if (be) {

@@ -26,7 +26,7 @@ from xdplb import kernel, maglev, schedule
 from xdplb.cenum import enum_values, header_enums
 from xdplb.model import IPAddress, SchedFlag, Scheduler, Service
 from xdplb.net import Nexthop, mac_bytes, resolve_nexthop
-from xdplb.testrun import RunResult, run_xdp
+from xdplb.testrun import RunResult, XdpRunner
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ class Program:
     def __init__(self, source: Path, func: str, cflags: list[str] | None = None) -> None:
         self._bpf = BPF(text=program_source(source).encode(), cflags=cflags or [])
         self.prog = self._bpf.load_func(func.encode(), BPF.XDP)
-
-    def run(self, frame: bytes, repeat: int = 1) -> RunResult:
-        return run_xdp(self.prog.fd, frame, repeat=repeat)
+        self.runner = XdpRunner(self.prog.fd)
 
     def close(self) -> None:
         self._bpf.cleanup()
@@ -168,6 +166,7 @@ class Datapath:
         src = program_source(BPF_DIR / "xdplb.c")
         self._bpf = BPF(text=src.encode(), cflags=self.sizes.cflags())
         self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
+        self.runner = XdpRunner(self.prog.fd)
         self.maps = {name: self._bpf[name.encode()] for name in (
             "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack",
             "tx_ports", "counters", "svc_stats", "be_stats", "sim_layout")}
@@ -429,14 +428,14 @@ class Datapath:
 
     def run(self, frame: bytes, ingress_ifindex: int = 0, repeat: int = 1) -> RunResult:
         """The real thing on one frame: inserts connections and counts, like traffic would."""
-        return run_xdp(self.prog.fd, frame, ingress_ifindex=ingress_ifindex, repeat=repeat)
+        return self.runner.run(frame, ingress_ifindex=ingress_ifindex, repeat=repeat)
 
     def simulate(self, frame: bytes, ingress_ifindex: int = 0) -> Simulation:
         """Where would this frame go? Runs the real program, marked as a simulation in the XDP
         metadata: no connection inserted, no cursor moved, no counter or stat changed."""
         meta_t = self.maps["sim_layout"].Leaf
         meta = meta_t(magic=_SIM_MAGIC, service=_NONE, backend=_NONE, reason=0)
-        res = run_xdp(self.prog.fd, frame, meta=bytes(meta), ingress_ifindex=ingress_ifindex)
+        res = self.runner.run(frame, meta=bytes(meta), ingress_ifindex=ingress_ifindex)
         out = meta_t.from_buffer_copy(res.meta)
         reason = {v: k for k, v in COUNTERS.items()}.get(out.reason, str(out.reason))
         by_id = {s.id: s.model for s in self._services.values()}

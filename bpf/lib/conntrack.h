@@ -38,9 +38,12 @@ static __always_inline void ct_refresh(struct conn *ct, struct pkt *p, __u64 now
 		ct->state = state;
 }
 
-/* Inserts a new entry; returns the backend the flow ends up on (ours, or the racing CPU's). */
-static __always_inline __u32 ct_create(struct pkt *p, __u32 svc_id, __u32 be_id, __u16 be_gen, __u64 now,
-				       __u32 *reason)
+/* Inserts the entry of a newly placed flow. Returns NULL when it went in, else the entry that was
+ * already there: a SYN skips the lookup (a new flow is the common case for a SYN, and the insert
+ * checks anyway), so this is a retransmitted SYN, a reused port, or another CPU that placed the
+ * same flow first. A full table that cannot evict returns NULL too (counted): the flow is still
+ * forwarded, its next packet tries again. */
+static __always_inline struct conn *ct_insert(struct pkt *p, __u32 svc_id, __u32 be_id, __u16 be_gen, __u64 now)
 {
 	struct conn ct = {
 		.last_seen = now,
@@ -49,17 +52,24 @@ static __always_inline __u32 ct_create(struct pkt *p, __u32 svc_id, __u32 be_id,
 		.be_gen = be_gen,
 		.state = ct_initial_state(p),
 	};
-	struct conn *won;
+	struct conn *old;
 
 	if (conntrack.insert(&p->key, &ct) == 0)
-		return be_id;
-	won = conntrack.lookup(&p->key);
-	if (!won) {
-		*reason = CNT_CONN_INSERT_FAIL;
-		return be_id;
-	}
-	*reason = CNT_CONN_RACE;
-	return won->backend;
+		return NULL;
+	old = conntrack.lookup(&p->key);
+	if (!old)
+		count(CNT_CONN_INSERT_FAIL);
+	return old;
+}
+
+/* Points an existing entry at a new backend (its old one is gone). */
+static __always_inline void ct_reassign(struct conn *ct, struct pkt *p, __u32 be_id, __u16 be_gen, __u64 now)
+{
+	ct->backend = be_id;
+	ct->be_gen = be_gen;
+	ct->last_seen = now;
+	ct->state = ct_initial_state(p);
+	count(CNT_CONN_RESCHEDULED);
 }
 
 #endif

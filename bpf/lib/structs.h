@@ -75,11 +75,10 @@ enum xdplb_counter {
 	CNT_DROP_NO_NEXTHOP,      /* a backend whose next hop is not resolved */
 	CNT_DROP_REDIRECT,        /* the egress port is not in the devmap */
 	CNT_CONN_NEW,             /* connections scheduled by the scheduler */
-	CNT_CONN_HIT,             /* packets of a known connection */
+	CNT_CONN_HIT,             /* packets of a known connection (a retransmitted SYN included) */
 	CNT_CONN_MIDSTREAM,       /* TCP non-SYN without an entry: placed by the consistent hash */
 	CNT_CONN_RESCHEDULED,     /* known connection whose backend slot went away */
-	CNT_CONN_RACE,            /* two CPUs created the same connection: the first one wins */
-	CNT_CONN_INSERT_FAIL,
+	CNT_CONN_INSERT_FAIL,     /* the table could not take a new entry */
 	CNT_MAX,
 };
 
