@@ -25,9 +25,8 @@ def backend_mac(i: int) -> str:
 
 def backends(n: int, version: int = 4, weights: list[int] | None = None) -> tuple[Backend, ...]:
     weights = weights or [1] * n
-    base = "10.100.0.{}" if version == 4 else "fd00:100::{:x}"
-    return tuple(Backend(address=ipaddress.ip_address(base.format(11 + i)), weight=w)
-                 for i, w in enumerate(weights))
+    first = ipaddress.ip_address("10.100.0.11" if version == 4 else "fd00:100::11")
+    return tuple(Backend(address=first + i, weight=w) for i, w in enumerate(weights))
 
 
 def nexthops(bes: tuple[Backend, ...], ifindex: int = LO_IFINDEX) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from xdplb.cenum import parse_enums
 from xdplb.datapath import COUNTERS, SCHEDULERS
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.datapath, pytest.mark.unit]
 
 
 def test_parse_enums_values_and_comments():

@@ -9,7 +9,7 @@ import pytest
 
 from xdplb import maglev
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.datapath, pytest.mark.unit]
 
 M = 65537
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from xdplb.model import Backend, Service
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.datapath, pytest.mark.unit]
 
 GOOD = dict(protocol="tcp", vip="10.100.0.100", port=80)
 

@@ -8,7 +8,7 @@ import pytest
 
 from xdplb import schedule
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.datapath, pytest.mark.unit]
 
 
 def test_rr_skips_quiescent():

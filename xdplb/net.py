@@ -117,3 +117,25 @@ def xdp_mode(ifname: str) -> str | None:
         xdp = link.get_attr("IFLA_XDP")
         attached = xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else 0
     return XDP_ATTACHED.get(attached)
+
+
+def move_link(ifname: str, namespace: str) -> None:
+    """Move an interface of the current namespace into another one."""
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=namespace)
+
+
+def configure_link(ifname: str, *cidrs: str) -> Link:
+    """Bring an interface of the current namespace up with these addresses."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        for cidr in cidrs:
+            addr, _, plen = cidr.partition("/")
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+        ipr.link("set", index=idx, state="up")
+        return Link(ifname, idx, ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS"))
+
+
+def add_route(dst: str, gateway: str) -> None:
+    with IPRoute() as ipr:
+        ipr.route("add", dst=dst, gateway=gateway)
