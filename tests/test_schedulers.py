@@ -116,13 +116,17 @@ def test_mh_removing_one_backend_moves_at_most_1_over_n_plus_2pc(dp, n):
     assert gone.address not in after.values()
 
 
+def open_flows(dp, n: int, seed: int) -> dict[bytes, str]:
+    """n connections opened for real (SYN): each flow's SYN -> its backend's MAC."""
+    flows = [pk.tcp(src=s, sport=5000 + i) for i, s in enumerate(sources(n, seed=seed))]
+    return {f: backend_of(dp.run(f).frame) for f in flows}
+
+
 @pytest.mark.parametrize("scheduler", ["rr", "wrr", "sh", "mh"])
 def test_quiescent_backend_keeps_its_connections_and_gets_no_new_ones(dp, scheduler):
     svc = configure(dp, scheduler, [1, 1, 1])
-    flows = [pk.tcp(src=s, sport=5000 + i) for i, s in enumerate(sources(60, seed=7))]
-    placed = {f: backend_of(dp.run(f).frame) for f in flows}
-    victim = pk.backend_mac(0)
-    assert victim in placed.values()
+    placed = open_flows(dp, 60, seed=7)
+    assert pk.backend_mac(0) in placed.values()
     weights = tuple(b.model_copy(update={"weight": 0}) if i == 0 else b for i, b in enumerate(svc.backends))
     dp.set_service(svc.model_copy(update={"backends": weights}))
     for f, mac in placed.items():
@@ -140,8 +144,7 @@ def _as_ack(syn: bytes) -> bytes:
 @pytest.mark.parametrize("scheduler", ["rr", "wrr", "sh", "mh"])
 def test_flows_stick_when_backends_are_added_and_removed(dp, scheduler):
     svc = configure(dp, scheduler, [1, 1, 1])
-    flows = [pk.tcp(src=s, sport=6000 + i) for i, s in enumerate(sources(90, seed=3))]
-    placed = {f: backend_of(dp.run(f).frame) for f in flows}
+    placed = open_flows(dp, 90, seed=3)
     bigger = pk.backends(6)
     dp.set_service(svc.model_copy(update={"backends": bigger}), pk.nexthops(bigger))
     for f, mac in placed.items():

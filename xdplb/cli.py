@@ -23,7 +23,8 @@ def check(
 
     sizes = Sizes(conn_max=conn_max, ring_max=ring_max, max_services=max_services, max_backends=max_backends)
     with console.status("compiling and loading bpf/xdplb.c"), Datapath(sizes) as dp:
-        table = Table(title="xdplb data plane: loaded and verified")
+        console.print(f"[green]xdplb data plane loaded and verified[/]: {dp.instructions} BPF instructions")
+        table = Table()
         table.add_column("map")
         table.add_column("entries", justify="right")
         for name, m in dp.maps.items():

@@ -177,6 +177,11 @@ class Datapath:
         self._tx_slots: dict[int, int] = {}
         self._attached: dict[str, int] = {}
 
+    @property
+    def instructions(self) -> int:
+        """Size of the loaded program, in BPF instructions (the verifier's unit)."""
+        return len(self._bpf.dump_func(b"xdplb_main")) // 8
+
     # ---- attach ----------------------------------------------------------------------------
 
     def attach(self, ifname: str, mode: str = "auto") -> str:

@@ -1,0 +1,25 @@
+"""The xdplb command: `check` compiles and loads the balancer with the sizes given."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from xdplb.cli import app
+
+pytestmark = pytest.mark.datapath
+
+
+def test_check_loads_with_given_sizes():
+    result = CliRunner().invoke(app, ["check", "--conn-max", "4096", "--ring-max", "4099", "--max-services", "4"],
+                                env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "loaded and verified" in result.output and "BPF instructions" in result.output
+    rows = {line.split()[1]: line.split()[3] for line in result.output.splitlines() if line.count("│") == 3}
+    assert rows["conntrack"] == "4096"
+    assert rows["rings"] == str(4 * 4099)
+
+
+def test_check_refuses_a_bad_size():
+    result = CliRunner().invoke(app, ["check", "--conn-max", "notanumber"])
+    assert result.exit_code != 0
