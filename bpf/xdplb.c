@@ -70,12 +70,19 @@ static __always_inline struct backend *conn_backend(struct conn *ct)
 	return be;
 }
 
-/* A new flow, or one whose backend went away: schedule it and remember the choice. */
+/* Whether a packet opens a new connection on a closing entry (IPVS conn_reuse_mode: a client that
+ * reuses its port after a close is scheduled afresh, so a quiescent backend really drains). */
+static __always_inline int reopens(struct conn *ct, struct pkt *p)
+{
+	return (p->tcp_flags & TCP_FLAG_SYN) && ct->state == CT_CLOSING;
+}
+
+/* A new flow, or one whose entry is stale: schedule it and remember the choice. */
 static __always_inline struct backend *place(__u32 svc_id, struct service *svc, struct pkt *p,
 					     struct conn *ct, int sim, __u64 now, struct verdict *v)
 {
 	int midstream = p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN);
-	struct backend *be, *kept;
+	struct backend *be, *won;
 	__u32 be_id = 0;
 	int r;
 
@@ -93,27 +100,31 @@ static __always_inline struct backend *place(__u32 svc_id, struct service *svc, 
 	v->backend = be_id;
 	if (sim)
 		return be;
-	if (!ct) {
-		ct = ct_insert(p, svc_id, be_id, be->gen, now);
-		if (!ct)
-			return be;
-		kept = conn_backend(ct);
-		if (kept) {
-			v->reason = CNT_CONN_HIT;
-			v->backend = ct->backend;
-			ct_refresh(ct, p, now);
-			return kept;
-		}
+	if (ct) {
+		ct_reassign(ct, p, be_id, be->gen, now);
+		return be;
 	}
-	ct_reassign(ct, p, be_id, be->gen, now);
-	return be;
+	/* A FIN or RST of a flow we never saw ends it: forward it, remember nothing. */
+	if (midstream && (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
+		return be;
+	ct = ct_insert(p, svc_id, be_id, be->gen, now);
+	if (!ct)
+		return be;
+	won = conn_backend(ct);
+	if (!won) {
+		ct_reassign(ct, p, be_id, be->gen, now);
+		return be;
+	}
+	v->reason = CNT_CONN_HIT;
+	v->backend = ct->backend;
+	return won;
 }
 
 static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
 {
 	struct service *svc;
 	struct backend *be = NULL;
-	struct conn *ct = NULL;
+	struct conn *ct;
 	__u32 svc_id = 0;
 	__u64 now;
 	int act, r;
@@ -130,12 +141,14 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		return XDP_DROP;
 	}
 	now = bpf_jiffies64();
-	/* A SYN is almost always a new flow: it goes straight to the insert, which finds an existing
-	 * entry itself. A simulation cannot insert, so it looks up. */
-	if (sim || !(p->tcp_flags & TCP_FLAG_SYN))
-		ct = conntrack.lookup(&p->key);
-	if (ct)
+	ct = conntrack.lookup(&p->key);
+	if (ct) {
 		be = conn_backend(ct);
+		if (!be && !sim)
+			count(CNT_CONN_RESCHEDULED);
+		else if (be && reopens(ct, p))
+			be = NULL;
+	}
 	if (be) {
 		v->reason = CNT_CONN_HIT;
 		v->backend = ct->backend;

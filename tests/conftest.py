@@ -42,6 +42,11 @@ def pk():
     return packets
 
 
+def maps_snapshot(dp: Datapath) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every entry of every map, to prove an operation wrote nothing."""
+    return {name: sorted((bytes(k), bytes(v)) for k, v in table.items()) for name, table in dp.maps.items()}
+
+
 @pytest.fixture
 def one_cpu() -> Iterator[int]:
     """Pin the test to one CPU: rr/wrr cursors are per CPU, so exact sequences need one of them."""

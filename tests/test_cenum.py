@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from xdplb.cenum import parse_enums
-from xdplb.datapath import COUNTERS, SCHEDULERS
+from xdplb.cenum import enum_values, parse_enums
+
+STRUCTS_H = Path(__file__).resolve().parent.parent / "bpf" / "lib" / "structs.h"
 
 pytestmark = [pytest.mark.datapath, pytest.mark.unit]
 
@@ -20,5 +23,7 @@ def test_parse_enums_values_and_comments():
 
 
 def test_header_enums_are_dense_and_known():
-    assert list(COUNTERS.values()) == list(range(len(COUNTERS)))
-    assert {"rr", "wrr", "sh", "mh"} <= set(SCHEDULERS)
+    counters = enum_values(STRUCTS_H, "xdplb_counter", "CNT_")
+    assert list(counters.values()) == list(range(len(counters)))
+    assert list(counters)[-1] == "max"
+    assert {"rr", "wrr", "sh", "mh"} <= set(enum_values(STRUCTS_H, "xdplb_sched", "LB_SCHED_"))

@@ -20,6 +20,13 @@ def test_check_loads_with_given_sizes():
     assert rows["rings"] == str(4 * 4099)
 
 
-def test_check_refuses_a_bad_size():
-    result = CliRunner().invoke(app, ["check", "--conn-max", "notanumber"])
-    assert result.exit_code != 0
+@pytest.mark.parametrize(("args", "message"), [
+    (["--conn-max", "notanumber"], "Invalid value for '--conn-max'"),
+    (["--conn-max", "0"], "conn_max must be positive"),
+    (["--ring-max", "5"], "ring_max must be at least 7"),
+])
+def test_check_refuses_bad_sizes_clearly(args, message):
+    result = CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output

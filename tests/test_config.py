@@ -6,16 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests import packets as pk
-from tests.conftest import SMALL
+from tests.conftest import SMALL, maps_snapshot
 from xdplb.datapath import ConfigError
-from xdplb.net import NexthopError
+from xdplb.net import Nexthop, NexthopError
 
 pytestmark = pytest.mark.datapath
-
-
-def maps_snapshot(dp) -> dict:
-    return {name: sorted((bytes(k), bytes(v)) for k, v in t.items())
-            for name, t in dp.maps.items() if name != "tx_ports"}
 
 
 def test_refused_changes_write_nothing(dp):
@@ -31,6 +26,11 @@ def test_refused_changes_write_nothing(dp):
         dp.set_service(pk.service(port=82, backends=many), pk.nexthops(many))
     with pytest.raises(NexthopError):  # the session's resolver refuses: like an unanswered ARP
         dp.set_service(pk.service(port=83, backends=pk.backends(3)))
+    with pytest.raises(ConfigError, match="not a MAC"):
+        dp.set_service(pk.service(port=84, backends=bes), {bes[0].address: Nexthop(1, "02:00", "zz"),
+                                                            bes[1].address: pk.nexthops(bes)[bes[1].address]})
+    with pytest.raises(ConfigError, match="next hop"):  # no such interface
+        dp.set_service(svc, {bes[0].address: Nexthop(999999, pk.LB_MAC, pk.backend_mac(0))})
     assert maps_snapshot(dp) == before
     assert dp.services == [svc]
 
@@ -50,12 +50,21 @@ def test_service_limit(dp):
 def test_unchanged_service_writes_nothing_and_weight_change_writes_little(dp):
     bes = pk.backends(5)
     svc = pk.service(scheduler="mh", backends=bes)
-    assert dp.set_service(svc, pk.nexthops(bes)) == {"backends": 5, "rings": 4099, "seqs": 5}
+    assert dp.set_service(svc, pk.nexthops(bes)) == {"backends": 5, "rings": 4099, "seqs": 0}
+    before = maps_snapshot(dp)
     assert dp.set_service(svc) == {"backends": 0, "rings": 0, "seqs": 0}
+    assert maps_snapshot(dp) == before
     heavier = tuple(b.model_copy(update={"weight": 2}) if i == 0 else b for i, b in enumerate(bes))
     written = dp.set_service(svc.model_copy(update={"backends": heavier}))
     assert written["backends"] == 1
     assert 0 < written["rings"] < 4099 // 2
+    after = dict(maps_snapshot(dp)["rings"])
+    changed = sum(after[k] != v for k, v in before["rings"])
+    assert changed == written["rings"]
+    # ...and the heavier backend now takes about 2/6 of new clients
+    clients = [f"10.{i // 250}.{i % 250}.1" for i in range(3000)]
+    share = sum(dp.simulate(pk.tcp(src=c)).backend == bes[0].address for c in clients) / len(clients)
+    assert abs(share - 2 / 6) < 0.04
 
 
 def test_xdp_md_matches_the_kernel_header():

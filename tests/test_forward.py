@@ -40,7 +40,7 @@ def test_dr_rewrites_only_macs(dp, desc, svc, frame):
     assert len(res.frame) == len(frame)
 
 
-def test_redirect_to_another_interface(dp, netns_veth):
+def test_redirect_to_another_interface(dp, netns_veth, one_cpu):
     a, b = netns_veth
     bes = pk.backends(2)
     hops = {bes[0].address: Nexthop(a.ifindex, a.mac, pk.backend_mac(0)),
@@ -61,14 +61,19 @@ def test_unknown_egress_interface_is_refused(dp):
     assert dp.services == []
 
 
-def test_unresolved_next_hop_is_dropped_and_counted(dp):
-    bes = pk.backends(1)
-    dp.set_service(pk.service(backends=bes), {bes[0].address: Nexthop(0, pk.LB_MAC, pk.backend_mac(0))})
+def test_backend_with_unresolved_next_hop_takes_no_new_flows(dp):
+    bes = pk.backends(2)
+    hops = {bes[0].address: Nexthop(0, pk.LB_MAC, pk.backend_mac(0)), bes[1].address: pk.nexthops(bes)[bes[1].address]}
+    dp.set_service(pk.service(scheduler="mh", backends=bes), hops)
+    for sport in range(100):
+        assert Ether(dp.run(pk.tcp(src=f"10.99.1.{sport}")).frame).dst == pk.backend_mac(1)
+    dp.set_service(pk.service(scheduler="mh", backends=bes[:1]), hops)
     before = dp.counters()
-    assert dp.run(pk.tcp()).verdict == "DROP"
+    assert dp.run(pk.tcp(sport=1)).verdict == "DROP"
     after = dp.counters()
-    assert after["drop_no_nexthop"] - before["drop_no_nexthop"] == 1
+    assert after["drop_no_backend"] - before["drop_no_backend"] == 1
     assert after["verdict_drop"] - before["verdict_drop"] == 1
+    assert len(list(dp.connections())) == 100
 
 
 @pytest.mark.parametrize("weights", [[], [0, 0]], ids=["no backends", "all quiescent"])

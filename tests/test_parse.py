@@ -45,6 +45,22 @@ PASSED = [
     ("not a VIP", pk.tcp(dst="10.100.0.200"), "pass_not_vip"),
     ("VIP, other port", pk.tcp(dport=81), "pass_not_vip"),
     ("VIP, other protocol", pk.udp(dport=80), "pass_not_vip"),
+    # headers are bounded by the IP length, not only by the frame: padding is not a header
+    ("IPv4 TCP header only in the padding", bytes(E / IP(src=pk.CLIENT4, dst=pk.VIP4, proto=6)) + TCP_HDR,
+     "pass_malformed_l4"),
+    ("IPv4 UDP header only in the padding", bytes(E / IP(src=pk.CLIENT4, dst=pk.VIP4, proto=17)) + bytes(UDP()),
+     "pass_malformed_l4"),
+    ("IPv6 payload length 0, TCP after it", bytes(E / IPv6(src=pk.CLIENT6, dst=pk.VIP6, nh=6, plen=0)) + TCP_HDR,
+     "pass_malformed_l4"),
+    ("TCP options beyond the IP length", bytes(E / IP(src=pk.CLIENT4, dst=pk.VIP4, proto=6) /
+                                               Raw(bytes(TCP(dport=80, dataofs=6))[:20])) + b"\0" * 4,
+     "pass_malformed_l4"),
+    ("IPv6 extension header beyond the payload length",
+     bytes(E / IPv6(src=pk.CLIENT6, dst=pk.VIP6, nh=60, plen=8) / Raw(bytes([6, 1]) + bytes(6))) + bytes(40),
+     "pass_malformed_l3"),
+    ("IPv6 fragment after 4 extension headers",
+     bytes(E / V6 / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
+           / IPv6ExtHdrFragment(m=1) / SYN), "pass_fragment"),
 ] + [
     (f"TCP header cut at {n} bytes", bytes(E / IP(src=pk.CLIENT4, dst=pk.VIP4, proto=6) / Raw(TCP_HDR[:n])),
      "pass_malformed_l4") for n in range(20)
@@ -60,6 +76,8 @@ BALANCED = [
     ("IPv4", pk.tcp()),
     ("IPv4 with options", bytes(E / IP(src=pk.CLIENT4, dst=pk.VIP4, options=[IPOption_RR()]) / SYN)),
     ("IPv4 with Ethernet padding", pk.tcp() + b"\0" * 6),
+    ("IPv6 with 4 extension headers", bytes(E / V6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()
+                                            / IPv6ExtHdrDestOpt() / SYN)),
     ("802.1Q", pk.tcp(vlan=7)),
     ("802.1ad", bytes(Ether(src=pk.ROUTER_MAC, dst=pk.LB_MAC) / Dot1Q(vlan=7, type=0x0800) / V4 / SYN)
      .replace(b"\x81\x00", b"\x88\xa8", 1)),

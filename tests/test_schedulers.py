@@ -133,6 +133,35 @@ def test_quiescent_backend_keeps_its_connections_and_gets_no_new_ones(dp, schedu
         assert backend_of(dp.run(_as_ack(f)).frame) == mac  # established flows stay, the quiescent one too
     new = spread(dp, (pk.tcp(src=s, sport=9000 + i) for i, s in enumerate(sources(60, seed=8))))
     assert 0 not in new
+    # every backend quiescent: no new flow anywhere, but a retransmitted SYN of an open one still goes
+    dp.set_service(svc.model_copy(update={"backends": tuple(b.model_copy(update={"weight": 0})
+                                                            for b in svc.backends)}))
+    assert dp.run(pk.tcp(sport=12345)).verdict == "DROP"
+    syn, mac = next(iter(placed.items()))
+    assert backend_of(dp.run(syn).frame) == mac
+    assert dp.simulate(syn).reason == "conn_hit"
+
+
+def test_syn_on_a_closed_connection_is_scheduled_afresh(dp, one_cpu):
+    """IPVS conn_reuse_mode: a client reusing its port after a close is a new connection, so a
+    quiescent backend really drains."""
+    svc = configure(dp, "rr", [1, 1])
+    syn = pk.tcp(sport=7777)
+    first = backend_of(dp.run(syn).frame)
+    dp.run(pk.tcp(sport=7777, flags="FA"))
+    drained = tuple(b.model_copy(update={"weight": 0}) if pk.backend_mac(i) == first else b
+                    for i, b in enumerate(svc.backends))
+    dp.set_service(svc.model_copy(update={"backends": drained}))
+    assert backend_of(dp.run(syn).frame) != first
+    assert [c.state for c in dp.connections()] == ["NEW"]
+
+
+def test_fin_or_rst_of_an_unknown_flow_is_forwarded_without_an_entry(dp):
+    configure(dp, "rr", [1, 1])
+    for flags in ("R", "FA", "RA"):
+        res = dp.run(pk.tcp(sport=8888, flags=flags))
+        assert res.verdict == "TX"
+    assert list(dp.connections()) == []
 
 
 def _as_ack(syn: bytes) -> bytes:

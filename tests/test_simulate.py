@@ -7,13 +7,9 @@ import pytest
 from scapy.layers.l2 import Ether
 
 from tests import packets as pk
+from tests.conftest import maps_snapshot
 
 pytestmark = pytest.mark.datapath
-
-
-def snapshot(dp) -> dict[str, list[tuple[bytes, bytes]]]:
-    return {name: sorted((bytes(k), bytes(v)) for k, v in table.items())
-            for name, table in dp.maps.items() if name != "tx_ports"}
 
 
 FRAMES = [
@@ -21,6 +17,7 @@ FRAMES = [
     pk.tcp(sport=41001, flags="A"),      # mid-stream flow
     pk.tcp(sport=40000, flags="A"),      # known flow (inserted below)
     pk.tcp(sport=40000, flags="F"),      # known flow closing
+    pk.tcp(sport=40000),                 # retransmitted SYN of a known flow
     pk.udp(dport=53),
     pk.tcp(version=6, sport=41002),
     pk.tcp(dst="10.100.0.200"),          # not a VIP
@@ -36,19 +33,23 @@ def test_simulate_changes_no_map(dp, one_cpu):
     dp.set_service(pk.service(version=6, scheduler="wrr", backends=bes6), pk.nexthops(bes6))
     dp.run(pk.tcp(sport=40000))
     dp.run(pk.tcp(sport=40000, flags="A"))
-    before = snapshot(dp)
+    dp.run(pk.udp(dport=53, sport=40001))
+    dp.set_service(pk.service("udp", 53, scheduler="rr", backends=pk.backends(3)[1:]))  # 40001's backend goes
+    assert [c.backend for c in dp.connections() if c.client[1] == 40001] == [None]
+    before = maps_snapshot(dp)
     results = [dp.simulate(f) for f in FRAMES * 3]
-    assert snapshot(dp) == before
-    assert [r.verdict for r in results[:len(FRAMES)]] == ["TX"] * 6 + ["PASS", "PASS"]
+    assert maps_snapshot(dp) == before
+    assert [r.verdict for r in results[:len(FRAMES)]] == ["TX"] * 7 + ["PASS", "PASS"]
     assert [r.reason for r in results[:len(FRAMES)]] == [
-        "conn_new", "conn_midstream", "conn_hit", "conn_hit", "conn_new", "conn_new",
+        "conn_new", "conn_midstream", "conn_hit", "conn_hit", "conn_hit", "conn_new", "conn_new",
         "pass_not_vip", "pass_malformed_l3"]
+    assert dp.simulate(pk.udp(dport=53, sport=40001)).verdict == "TX"
 
 
 def test_simulate_predicts_the_real_run(dp, one_cpu):
     bes = pk.backends(4)
     dp.set_service(pk.service(scheduler="rr", backends=bes), pk.nexthops(bes))
-    for sport in range(42000, 42012):
+    for sport in list(range(42000, 42006)) * 2:  # new flows, then each again (retransmitted SYNs)
         frame = pk.tcp(sport=sport)
         predicted = dp.simulate(frame)
         real = dp.run(frame)

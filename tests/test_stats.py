@@ -11,6 +11,7 @@ from scapy.layers.l2 import Ether
 from tests import packets as pk
 
 pytestmark = pytest.mark.datapath
+ETH_HLEN = 14
 
 
 def test_service_and_backend_stats_match_traffic(dp):
@@ -27,9 +28,9 @@ def test_service_and_backend_stats_match_traffic(dp):
             data = pk.tcp(sport=3000 + i, flags="A", payload=b"x" * (10 * n))
             assert Ether(dp.run(data).frame).dst == mac
             sent_pkts[mac] += 1
-            sent_bytes[mac] += len(data)
+            sent_bytes[mac] += len(data) - ETH_HLEN  # IPVS counts IP bytes
         sent_pkts[mac] += 1
-        sent_bytes[mac] += len(flow)
+        sent_bytes[mac] += len(flow) - ETH_HLEN
     dp.run(pk.tcp(dst="10.100.0.201"))  # not ours: counted globally only
 
     stats = dp.service_stats(svc.key)
@@ -54,10 +55,14 @@ def test_reused_ids_start_from_zero(dp):
     bes = pk.backends(2)
     svc = pk.service(backends=bes)
     dp.set_service(svc, pk.nexthops(bes))
-    dp.run(pk.tcp())
+    for sport in range(4):
+        dp.run(pk.tcp(sport=sport))
+    ids = [s.id for s in dp._services[svc.key].backends.values()] + [dp._services[svc.key].id]
     dp.remove_service(svc.key)
     dp.flush_connections()
     dp.set_service(svc, pk.nexthops(bes))
+    # the lowest free ids are taken first: the same ids come back, with their counters at zero
+    assert [s.id for s in dp._services[svc.key].backends.values()] + [dp._services[svc.key].id] == ids
     assert dp.service_stats(svc.key)["in_pkts"] == 0
     assert all(s["in_pkts"] == 0 for s in dp.backend_stats(svc.key).values())
 

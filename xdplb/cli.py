@@ -21,7 +21,11 @@ def check(
     """Compile and load the balancer with these sizes, and show what the kernel accepted."""
     from xdplb.datapath import Datapath, Sizes
 
-    sizes = Sizes(conn_max=conn_max, ring_max=ring_max, max_services=max_services, max_backends=max_backends)
+    try:
+        sizes = Sizes(conn_max=conn_max, ring_max=ring_max, max_services=max_services, max_backends=max_backends)
+    except ValueError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
     with console.status("compiling and loading bpf/xdplb.c"), Datapath(sizes) as dp:
         console.print(f"[green]xdplb data plane loaded and verified[/]: {dp.instructions} BPF instructions")
         table = Table()

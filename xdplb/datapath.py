@@ -9,12 +9,12 @@ value types are BCC's generated ctypes: no struct layout is restated here.
 from __future__ import annotations
 
 import ctypes as ct
+import heapq
 import ipaddress
 import logging
 import os
 import re
 import socket
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,7 +25,7 @@ from bcc import BPF
 from xdplb import kernel, maglev, schedule
 from xdplb.cenum import enum_values, header_enums
 from xdplb.model import IPAddress, SchedFlag, Scheduler, Service
-from xdplb.net import Nexthop, mac_bytes, resolve_nexthop
+from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
 from xdplb.testrun import RunResult, XdpRunner
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,15 @@ class Sizes:
     max_tx_ports: int = 64
     max_exthdr: int = 4
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise ValueError(f"size {f.name} must be positive")
+        if self.seq_max < schedule.SH_BUCKETS:
+            raise ValueError(f"seq_max must hold sh's {schedule.SH_BUCKETS} buckets")
+        if self.ring_max < 7:
+            raise ValueError("ring_max must be at least 7")
+
     def cflags(self) -> list[str]:
         return [f"-DXDPLB_{f.name.upper()}={getattr(self, f.name)}" for f in fields(self)]
 
@@ -86,6 +95,7 @@ class _Service:
     backends: dict[IPAddress, _Backend] = field(default_factory=dict)
     ring: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     seq: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+    conf: bytes = b""   # the struct service last written
 
 
 @dataclass(frozen=True)
@@ -171,8 +181,8 @@ class Datapath:
             "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack",
             "tx_ports", "counters", "svc_stats", "be_stats", "sim_layout")}
         self._services: dict[tuple, _Service] = {}
-        self._free_services = deque(range(self.sizes.max_services))
-        self._free_backends = deque(range(self.sizes.max_backends))
+        self._free_services = list(range(self.sizes.max_services))  # heaps: the lowest free id first
+        self._free_backends = list(range(self.sizes.max_backends))
         self._gens = [0] * self.sizes.max_backends
         self._tx_slots: dict[int, int] = {}
         self._attached: dict[str, int] = {}
@@ -217,67 +227,68 @@ class Datapath:
         self.close()
 
     # ---- services and backends -------------------------------------------------------------
+    # set_service plans the new state without writing (limits, next hops, ids, tables), then writes
+    # the maps in an order where the program never follows a half-written entry: backends first,
+    # then tables, then the service, then the VIP key; removed backends last. Python remembers a
+    # state as applied only once every write went in; a write that fails marks the service for a
+    # full rewrite on the next call.
 
     @property
     def services(self) -> list[Service]:
         return [s.model for s in self._services.values()]
 
     def set_service(self, service: Service, nexthops: Mapping[IPAddress, Nexthop] | None = None) -> dict[str, int]:
-        """Add or update a service with its backends. Everything that can fail (limits, next-hop
-        resolution) is checked before the first map write. Returns how many entries were written."""
+        """Add or update a service with its backends; returns how many entries were written.
+        Backends whose next hop is unresolved (ifindex 0) take no new flows, like weight 0."""
         old = self._services.get(service.key)
         self._check_limits(service, old)
-        nexthops = self._nexthops(service, old, nexthops or {})
-        state = old or _Service(id=self._free_services[0], model=service)
-        written = {"backends": 0, "rings": 0, "seqs": 0}
-        if old is None:
-            self._free_services.popleft()
-            self._reset_service(state.id)
-        removed = [a for a in state.backends if a not in {b.address for b in service.backends}]
-        for b in service.backends:
-            slot = state.backends.get(b.address)
-            if slot is None:
-                slot = state.backends[b.address] = self._new_backend(nexthops[b.address])
-            elif slot.weight == b.weight and slot.nexthop == nexthops[b.address]:
-                continue
-            slot.weight, slot.nexthop = b.weight, nexthops[b.address]
-            self._write_backend(state.id, service, b.address, slot)
-            written["backends"] += 1
-        state.model = service
-        written["rings"], written["seqs"] = self._write_tables(state)
-        self._write_conf(state)
-        self.maps["services"][self._vip_key(service)] = ct.c_uint32(state.id)
-        for addr in removed:
-            self._free_backend(state.backends.pop(addr))
-        self._services[service.key] = state
+        hops = self._nexthops(service, old, nexthops or {})
+        new = self._plan(service, old, hops)
+        try:
+            written = self._commit(new, old)
+        except Exception:
+            self._release(new, old)
+            if old:
+                old.ring = old.seq = np.empty(0, np.uint32)
+                old.conf = b""
+            raise
+        self._services[service.key] = new
+        for addr, slot in (old.backends.items() if old else ()):
+            if addr not in new.backends:
+                self._free_backend(slot)
+        self._prune_tx_slots()
         return written
 
     def remove_service(self, key: tuple) -> None:
-        state = self._services.pop(key)
+        state = self._services[key]
         del self.maps["services"][self._vip_key(state.model)]
         self.maps["service_conf"][ct.c_uint32(state.id)] = self.maps["service_conf"].Leaf()
+        del self._services[key]
         for slot in state.backends.values():
             self._free_backend(slot)
-        self._free_services.append(state.id)
+        heapq.heappush(self._free_services, state.id)
+        self._prune_tx_slots()
 
-    def refresh_nexthops(self) -> int:
-        """Resolve every backend's next hop again and rewrite those that moved (MAC or port)."""
-        changed = 0
-        for state in self._services.values():
-            for addr, slot in state.backends.items():
-                nh = self._resolver(addr)
-                if nh != slot.nexthop:
-                    self._tx_slot(nh.ifindex)
-                    slot.nexthop = nh
-                    self._write_backend(state.id, state.model, addr, slot)
-                    changed += 1
-        return changed
+    def refresh_nexthops(self) -> dict[IPAddress, str]:
+        """Resolve every backend's next hop again and rewrite those that moved (MAC or port). A
+        backend that no longer resolves keeps its last known next hop; returned with the reason."""
+        failed: dict[IPAddress, str] = {}
+        for state in list(self._services.values()):
+            hops = {}
+            for addr in state.backends:
+                try:
+                    hops[addr] = self._resolver(addr)
+                except NexthopError as e:
+                    failed[addr] = str(e)
+                    log.warning("keeping the last next hop of %s: %s", addr, e)
+            self.set_service(state.model, hops)
+        return failed
 
     def _check_limits(self, service: Service, old: _Service | None) -> None:
-        if service.method.value not in METHODS:
-            raise ConfigError(f"forwarding method {service.method} is not in this data plane")
         if old is None and not self._free_services:
             raise ConfigError(f"service limit reached ({self.sizes.max_services})")
+        if old is None and len(self._services) >= self.sizes.max_vips:
+            raise ConfigError(f"virtual address limit reached ({self.sizes.max_vips})")
         if service.ring_size > self.sizes.ring_max:
             raise ConfigError(f"ring_size {service.ring_size} exceeds the compiled maximum {self.sizes.ring_max}")
         if len(service.backends) > self.sizes.seq_max:
@@ -288,20 +299,88 @@ class Datapath:
 
     def _nexthops(self, service: Service, old: _Service | None,
                   given: Mapping[IPAddress, Nexthop]) -> dict[IPAddress, Nexthop]:
+        """Each backend's next hop: given, else the one known, else resolved now; checked, not written."""
         out = {}
         for b in service.backends:
             known = old.backends.get(b.address) if old else None
-            out[b.address] = given.get(b.address) or (known.nexthop if known else self._resolver(b.address))
-        for nh in set(out.values()):
-            self._tx_slot(nh.ifindex)
+            nh = given.get(b.address) or (known.nexthop if known else self._resolver(b.address))
+            try:
+                mac_bytes(nh.smac), mac_bytes(nh.dmac)
+                if nh.ifindex:
+                    socket.if_indextoname(nh.ifindex)
+            except (ValueError, OSError) as e:
+                raise ConfigError(f"next hop of backend {b.address}: {e}") from e
+            out[b.address] = nh
+        ports = set(self._tx_slots) | {nh.ifindex for nh in out.values() if nh.ifindex}
+        if len(ports) > self.sizes.max_tx_ports:
+            raise ConfigError(f"egress interface limit reached ({self.sizes.max_tx_ports})")
         return out
+
+    def _plan(self, service: Service, old: _Service | None, hops: dict[IPAddress, Nexthop]) -> _Service:
+        """The state to write: ids kept for known backends, taken for new ones; tables computed."""
+        new = _Service(id=old.id if old else heapq.heappop(self._free_services), model=service)
+        for b in service.backends:
+            known = old.backends.get(b.address) if old else None
+            if known:
+                new.backends[b.address] = _Backend(known.id, known.gen, b.weight, hops[b.address])
+            else:
+                bid = heapq.heappop(self._free_backends)
+                self._gens[bid] = (self._gens[bid] + 1) & 0xFFFF
+                new.backends[b.address] = _Backend(bid, self._gens[bid], b.weight, hops[b.address])
+        ids = np.array([new.backends[b.address].id for b in service.backends], dtype=np.uint32)
+        usable = [b.weight if hops[b.address].ifindex else 0 for b in service.backends]
+        if service.scheduler != Scheduler.SH:  # sh places mid-stream flows by its own source table
+            names = [str(b.address) for b in service.backends]
+            new.ring = ids[maglev.build(list(zip(names, usable, strict=True)), service.ring_size)]
+        if service.scheduler == Scheduler.SH:
+            new.seq = ids[np.asarray(schedule.sh(usable), dtype=np.intp)]
+        elif service.scheduler == Scheduler.WRR:
+            new.seq = ids[np.asarray(schedule.wrr(usable, self.sizes.seq_max), dtype=np.intp)]
+        elif service.scheduler == Scheduler.RR:
+            new.seq = ids[np.asarray(schedule.rr(usable), dtype=np.intp)]
+        new.conf = bytes(self._conf(new))
+        return new
+
+    def _release(self, new: _Service, old: _Service | None) -> None:
+        """Gives back the ids a plan took and did not keep."""
+        if old is None:
+            heapq.heappush(self._free_services, new.id)
+        for addr, slot in new.backends.items():
+            if old is None or addr not in old.backends:
+                heapq.heappush(self._free_backends, slot.id)
+
+    def _commit(self, new: _Service, old: _Service | None) -> dict[str, int]:
+        for nh in {s.nexthop for s in new.backends.values()}:
+            self._tx_slot(nh.ifindex)
+        if old is None:
+            self.maps["svc_stats"].clearitem(ct.c_uint32(new.id))
+            self.maps["rr_cursor"].clearitem(ct.c_uint32(new.id))
+        written = {"backends": 0, "rings": 0, "seqs": 0}
+        for addr, slot in new.backends.items():
+            known = old.backends.get(addr) if old else None
+            if known and (known.weight, known.nexthop) == (slot.weight, slot.nexthop):
+                continue
+            if not known:
+                self.maps["be_stats"].clearitem(ct.c_uint32(slot.id))
+            self._write_backend(new.id, addr, slot)
+            written["backends"] += 1
+        empty = np.empty(0, np.uint32)
+        written["rings"] = self._write_rows("rings", new.id * self.sizes.ring_max,
+                                            old.ring if old else empty, new.ring)
+        written["seqs"] = self._write_rows("seqs", new.id * self.sizes.seq_max, old.seq if old else empty, new.seq)
+        if not old or old.conf != new.conf:
+            self.maps["service_conf"][ct.c_uint32(new.id)] = self.maps["service_conf"].Leaf.from_buffer_copy(new.conf)
+        if not old:
+            self.maps["services"][self._vip_key(new.model)] = ct.c_uint32(new.id)
+        return written
 
     def _tx_slot(self, ifindex: int) -> int:
         """The devmap slot of an egress interface. The entry is rewritten on every use: the kernel
-        drops it when the interface goes away, and checks the interface exists."""
-        slot = self._tx_slots.get(ifindex, len(self._tx_slots))
-        if slot >= self.sizes.max_tx_ports:
-            raise ConfigError(f"egress port limit reached ({self.sizes.max_tx_ports})")
+        drops it when the interface goes away."""
+        if not ifindex:
+            return 0
+        used = set(self._tx_slots.values())
+        slot = self._tx_slots.get(ifindex, min(set(range(self.sizes.max_tx_ports)) - used))
         try:
             self.maps["tx_ports"][ct.c_int(slot)] = ct.c_int(ifindex)
         except Exception as e:
@@ -309,21 +388,17 @@ class Datapath:
         self._tx_slots[ifindex] = slot
         return slot
 
-    def _new_backend(self, nexthop: Nexthop) -> _Backend:
-        bid = self._free_backends.popleft()
-        self._gens[bid] = (self._gens[bid] + 1) & 0xFFFF
-        self.maps["be_stats"].clearitem(ct.c_uint32(bid))
-        return _Backend(id=bid, gen=self._gens[bid], weight=0, nexthop=nexthop)
+    def _prune_tx_slots(self) -> None:
+        """Frees the devmap slots no backend uses any more."""
+        used = {s.nexthop.ifindex for svc in self._services.values() for s in svc.backends.values()}
+        for ifindex in set(self._tx_slots) - used:
+            del self.maps["tx_ports"][ct.c_int(self._tx_slots.pop(ifindex))]
 
     def _free_backend(self, slot: _Backend) -> None:
         self.maps["backends"][ct.c_uint32(slot.id)] = self.maps["backends"].Leaf()
-        self._free_backends.append(slot.id)
+        heapq.heappush(self._free_backends, slot.id)
 
-    def _reset_service(self, sid: int) -> None:
-        self.maps["svc_stats"].clearitem(ct.c_uint32(sid))
-        self.maps["rr_cursor"].clearitem(ct.c_uint32(sid))
-
-    def _write_backend(self, sid: int, service: Service, addr: IPAddress, slot: _Backend) -> None:
+    def _write_backend(self, sid: int, addr: IPAddress, slot: _Backend) -> None:
         table = self.maps["backends"]
         be = table.Leaf()
         be.addr = _addr_words(type(be.addr), addr)
@@ -332,29 +407,11 @@ class Datapath:
         be.weight = slot.weight
         be.service = sid
         be.ifindex = slot.nexthop.ifindex
-        be.tx_slot = self._tx_slots[slot.nexthop.ifindex]
+        be.tx_slot = self._tx_slots.get(slot.nexthop.ifindex, 0)
         be.dmac = type(be.dmac).from_buffer_copy(mac_bytes(slot.nexthop.dmac))
         be.smac = type(be.smac).from_buffer_copy(mac_bytes(slot.nexthop.smac))
         be.gen = slot.gen
         table[ct.c_uint32(slot.id)] = be
-
-    def _write_tables(self, state: _Service) -> tuple[int, int]:
-        svc = state.model
-        ids = np.array([state.backends[b.address].id for b in svc.backends], dtype=np.uint32)
-        weights = [b.weight for b in svc.backends]
-        names = [str(b.address) for b in svc.backends]
-        ring = ids[maglev.build(list(zip(names, weights, strict=True)), svc.ring_size)]
-        if svc.scheduler == Scheduler.SH:
-            seq = schedule.sh(weights)
-        elif svc.scheduler == Scheduler.WRR:
-            seq = schedule.wrr(weights, self.sizes.seq_max)
-        else:
-            seq = schedule.rr(weights)
-        seq = ids[np.asarray(seq, dtype=np.intp)]
-        n_ring = self._write_rows("rings", state.id * self.sizes.ring_max, state.ring, ring)
-        n_seq = self._write_rows("seqs", state.id * self.sizes.seq_max, state.seq, seq)
-        state.ring, state.seq = ring, seq
-        return n_ring, n_seq
 
     def _write_rows(self, name: str, base: int, old: np.ndarray, new: np.ndarray) -> int:
         """Writes the entries of `new` that differ from `old`, in one batch."""
@@ -368,10 +425,9 @@ class Datapath:
                                  (table.Leaf * len(idx)).from_buffer(values))
         return len(idx)
 
-    def _write_conf(self, state: _Service) -> None:
-        table = self.maps["service_conf"]
+    def _conf(self, state: _Service) -> ct.Structure:
         svc = state.model
-        conf = table.Leaf()
+        conf = self.maps["service_conf"].Leaf()
         conf.sched = SCHEDULERS[svc.scheduler.value]
         conf.method = METHODS[svc.method.value]
         if svc.sched_flags & {SchedFlag.SH_PORT, SchedFlag.MH_PORT}:
@@ -379,9 +435,7 @@ class Datapath:
         conf.ring_size = len(state.ring)
         conf.seq_size = len(state.seq)
         conf.backend_count = len(svc.backends)
-        old = table[ct.c_uint32(state.id)]
-        conf.gen = old.gen + 1
-        table[ct.c_uint32(state.id)] = conf
+        return conf
 
     def _vip_key(self, svc: Service) -> ct.Structure:
         key = self.maps["services"].Key()
@@ -406,21 +460,24 @@ class Datapath:
         return {addr: _sum_stats(table[ct.c_uint32(slot.id)])
                 for addr, slot in self._services[key].backends.items()}
 
-    def _backend_by_id(self) -> dict[int, tuple[Service, IPAddress]]:
-        return {slot.id: (s.model, addr) for s in self._services.values() for addr, slot in s.backends.items()}
+    def _backend_by_id(self) -> dict[int, tuple[int, int, IPAddress]]:
+        """backend id -> (service id, generation, address) of every backend in use."""
+        return {slot.id: (s.id, slot.gen, addr) for s in self._services.values() for addr, slot in s.backends.items()}
 
     def connections(self) -> Iterator[Connection]:
-        """The connection table, like `ipvsadm -Lc`."""
+        """The connection table, like `ipvsadm -Lc`. An entry whose backend is gone (its next packet
+        will be rescheduled) shows no backend."""
         owners = self._backend_by_id()
         now, hz = kernel.jiffies(), kernel.hz()
         protos = {6: "TCP", 17: "UDP"}
         for k, v in self.maps["conntrack"].items_lookup_batch():
             owner = owners.get(v.backend)
+            live = owner is not None and owner[:2] == (v.service, v.be_gen)
             yield Connection(
                 protocol=protos.get(k.proto, str(k.proto)),
                 client=(_addr_of(k.saddr, k.family), socket.ntohs(k.sport)),
                 virtual=(_addr_of(k.daddr, k.family), socket.ntohs(k.dport)),
-                backend=owner[1] if owner else None,
+                backend=owner[2] if live else None,
                 state=CONN_STATES.get(v.state, str(v.state)).upper(),
                 idle_s=max(0, now - v.last_seen) / hz,
             )
@@ -446,4 +503,4 @@ class Datapath:
         by_id = {s.id: s.model for s in self._services.values()}
         owner = self._backend_by_id().get(out.backend)
         return Simulation(res.verdict, res.frame, reason, by_id.get(out.service),
-                          owner[1] if owner else None)
+                          owner[2] if owner else None)

@@ -16,6 +16,7 @@ from pyroute2 import IPRoute, netns
 
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # reachable stale delay probe noarp permanent
 NTF_USE = 0x01
+IFA_F_NODAD = 0x02
 
 
 class NexthopError(RuntimeError):
@@ -131,7 +132,9 @@ def configure_link(ifname: str, *cidrs: str) -> Link:
         idx = ipr.link_lookup(ifname=ifname)[0]
         for cidr in cidrs:
             addr, _, plen = cidr.partition("/")
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+            # IPv6: usable at once, no duplicate address detection (we own the segment)
+            flags = IFA_F_NODAD if ":" in addr else 0
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(plen), flags=flags)
         ipr.link("set", index=idx, state="up")
         return Link(ifname, idx, ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS"))
 

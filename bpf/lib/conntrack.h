@@ -20,8 +20,6 @@ static __always_inline __u8 ct_next_state(__u8 state, struct pkt *p)
 		return state;
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 		return CT_CLOSING;
-	if (p->tcp_flags & TCP_FLAG_SYN)
-		return state == CT_CLOSING ? CT_NEW : state;
 	if (state == CT_NEW && (p->tcp_flags & TCP_FLAG_ACK))
 		return CT_ESTABLISHED;
 	return state;
@@ -38,11 +36,10 @@ static __always_inline void ct_refresh(struct conn *ct, struct pkt *p, __u64 now
 		ct->state = state;
 }
 
-/* Inserts the entry of a newly placed flow. Returns NULL when it went in, else the entry that was
- * already there: a SYN skips the lookup (a new flow is the common case for a SYN, and the insert
- * checks anyway), so this is a retransmitted SYN, a reused port, or another CPU that placed the
- * same flow first. A full table that cannot evict returns NULL too (counted): the flow is still
- * forwarded, its next packet tries again. */
+/* Inserts the entry of a newly placed flow. Returns NULL when it went in, else the entry another CPU
+ * inserted for the same flow in the meantime (the first one wins). A table that cannot take it
+ * returns NULL too (counted): the flow is still forwarded, its next packet tries again. The lookup
+ * comes first on purpose: a failed insert into a full LRU has already evicted an entry. */
 static __always_inline struct conn *ct_insert(struct pkt *p, __u32 svc_id, __u32 be_id, __u16 be_gen, __u64 now)
 {
 	struct conn ct = {
@@ -62,14 +59,13 @@ static __always_inline struct conn *ct_insert(struct pkt *p, __u32 svc_id, __u32
 	return old;
 }
 
-/* Points an existing entry at a new backend (its old one is gone). */
+/* Points an existing entry at a newly placed backend (its old one is gone, or the port is reused). */
 static __always_inline void ct_reassign(struct conn *ct, struct pkt *p, __u32 be_id, __u16 be_gen, __u64 now)
 {
 	ct->backend = be_id;
 	ct->be_gen = be_gen;
 	ct->last_seen = now;
 	ct->state = ct_initial_state(p);
-	count(CNT_CONN_RESCHEDULED);
 }
 
 #endif

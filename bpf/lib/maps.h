@@ -25,7 +25,7 @@
 #define XDPLB_MAX_TX_PORTS 64
 #endif
 
-/* struct vip_key -> service id. Reconciler. A multi-port service has several keys. */
+/* struct vip_key -> service id. Reconciler. (Later, a multi-port service has several keys.) */
 BPF_HASH(services, struct vip_key, u32, XDPLB_MAX_VIPS);
 
 /* service id -> struct service. Reconciler. */
@@ -35,7 +35,7 @@ BPF_ARRAY(service_conf, struct service, XDPLB_MAX_SERVICES);
 BPF_ARRAY(backends, struct backend, XDPLB_MAX_BACKENDS);
 
 /* service id * XDPLB_RING_MAX + i -> backend id: the service's weighted Maglev table, i < ring_size.
- * Used by mh, and by every scheduler for TCP flows met mid-stream. Reconciler. */
+ * Used by mh, and by rr/wrr for TCP flows met mid-stream. Reconciler. */
 BPF_ARRAY(rings, u32, XDPLB_MAX_SERVICES * XDPLB_RING_MAX);
 
 /* service id * XDPLB_SEQ_MAX + i -> backend id, i < seq_size: rr's backend list, wrr's interleaved

@@ -2,7 +2,8 @@
  * extension headers), TCP and UDP. Every parser has one shape, parse_x(cursor, end, out) -> 0 or the
  * enum xdplb_counter reason the frame goes to the kernel, and checks bounds before each access.
  * The rule: the balancer forwards only frames it parsed completely; everything else passes to the
- * kernel untouched (its stack validates and drops what is malformed), counted by reason. */
+ * kernel untouched (its stack validates and drops what is malformed), counted by reason. Headers are
+ * bounded by the IP length as well as by the frame, so Ethernet padding is never read as a header. */
 #ifndef XDPLB_PARSE_H
 #define XDPLB_PARSE_H
 
@@ -29,7 +30,8 @@ struct vlan_hdr {
 /* What the pipeline needs of a frame. */
 struct pkt {
 	struct conn_key key;
-	__u32 len;                /* frame length, for byte counters */
+	__u32 len;                /* IP length (header and payload), for byte counters like IPVS */
+	__u32 l4_len;             /* bytes the IP length leaves for L4: Ethernet padding is not payload */
 	__u8 tcp_flags;
 };
 
@@ -82,6 +84,8 @@ static __always_inline int parse_ipv4(struct cursor *c, void *end, struct pkt *p
 	p->key.proto = iph->protocol;
 	p->key.saddr[0] = iph->saddr;
 	p->key.daddr[0] = iph->daddr;
+	p->len = tot;
+	p->l4_len = tot - hlen;
 	c->pos += hlen;
 	return 0;
 }
@@ -90,6 +94,7 @@ static __always_inline int parse_ipv6(struct cursor *c, void *end, struct pkt *p
 {
 	struct ipv6hdr *ip6h = c->pos;
 	struct ipv6_opt_hdr *opt;
+	__u32 left, skip;
 	__u8 nexthdr;
 	int i;
 
@@ -97,35 +102,37 @@ static __always_inline int parse_ipv6(struct cursor *c, void *end, struct pkt *p
 		return CNT_PASS_MALFORMED_L3;
 	if (ip6h->version != 6)
 		return CNT_PASS_MALFORMED_L3;
-	if (c->pos + sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len) > end)
+	left = bpf_ntohs(ip6h->payload_len);
+	if (c->pos + sizeof(*ip6h) + left > end)
 		return CNT_PASS_MALFORMED_L3;
 	__builtin_memcpy(p->key.saddr, &ip6h->saddr, 16);
 	__builtin_memcpy(p->key.daddr, &ip6h->daddr, 16);
 	p->key.family = FAMILY_IPV6;
+	p->len = sizeof(*ip6h) + left;
 	nexthdr = ip6h->nexthdr;
 	c->pos = ip6h + 1;
 
+	/* One more round than headers skipped, so the header after the last one is classified too. */
 #pragma unroll
-	for (i = 0; i < XDPLB_MAX_EXTHDR; i++) {
-		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
-			p->key.proto = nexthdr;
-			return 0;
-		}
+	for (i = 0; i <= XDPLB_MAX_EXTHDR; i++) {
 		if (nexthdr == IPPROTO_FRAGMENT)
 			return CNT_PASS_FRAGMENT;
 		if (nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS) {
 			p->key.proto = nexthdr;
+			p->l4_len = left;
 			return 0;
 		}
+		if (i == XDPLB_MAX_EXTHDR)
+			break;
 		opt = c->pos;
-		if ((void *)(opt + 1) > end)
+		if ((void *)(opt + 1) > end || left < sizeof(*opt))
 			return CNT_PASS_MALFORMED_L3;
+		skip = (opt->hdrlen + 1) * 8;
+		if (skip > left)
+			return CNT_PASS_MALFORMED_L3;
+		left -= skip;
 		nexthdr = opt->nexthdr;
-		c->pos += (opt->hdrlen + 1) * 8;
-	}
-	if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
-		p->key.proto = nexthdr;
-		return 0;
+		c->pos += skip;
 	}
 	return CNT_PASS_IPV6_EXTHDR;
 }
@@ -137,7 +144,9 @@ static __always_inline int parse_l4(struct cursor *c, void *end, struct pkt *p)
 
 	if (p->key.proto == IPPROTO_TCP) {
 		th = c->pos;
-		if ((void *)(th + 1) > end || th->doff < 5 || c->pos + th->doff * 4 > end)
+		if ((void *)(th + 1) > end || p->l4_len < sizeof(*th))
+			return CNT_PASS_MALFORMED_L4;
+		if (th->doff < 5 || th->doff * 4 > p->l4_len)
 			return CNT_PASS_MALFORMED_L4;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
@@ -146,7 +155,7 @@ static __always_inline int parse_l4(struct cursor *c, void *end, struct pkt *p)
 	}
 	if (p->key.proto == IPPROTO_UDP) {
 		uh = c->pos;
-		if ((void *)(uh + 1) > end)
+		if ((void *)(uh + 1) > end || p->l4_len < sizeof(*uh))
 			return CNT_PASS_MALFORMED_L4;
 		p->key.sport = uh->source;
 		p->key.dport = uh->dest;
@@ -162,7 +171,6 @@ static __always_inline int parse_frame(void *data, void *end, struct pkt *p)
 	__be16 l3proto = 0;
 	int r;
 
-	p->len = end - data;
 	r = parse_eth(&c, end, &l3proto);
 	if (r)
 		return r;

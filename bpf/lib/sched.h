@@ -1,7 +1,8 @@
 /* Schedulers for a new flow (IPVS semantics): rr and wrr walk the service's sequence with a per-CPU
  * cursor, sh looks the source up in its bucket table, mh in its weighted Maglev ring. A TCP flow met
- * mid-stream (no SYN, no entry: the director restarted or the flow came from a peer) is placed by
- * the Maglev ring for every scheduler, so every director that sees it agrees without state. */
+ * mid-stream (no SYN, no entry: the director restarted or the flow came from a peer) is placed by a
+ * consistent hash, so every director that sees it agrees without state: the Maglev ring for rr, wrr
+ * and mh, sh's own table (already a pure function of the source) for sh. */
 #ifndef XDPLB_SCHED_H
 #define XDPLB_SCHED_H
 

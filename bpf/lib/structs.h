@@ -49,15 +49,14 @@ enum xdplb_backend_flag {
 
 /* struct conn.state */
 enum xdplb_conn_state {
-	CT_NEW = 0,               /* SYN seen, or first datagram */
-	CT_ESTABLISHED = 1,
-	CT_CLOSING = 2,           /* FIN or RST seen */
+	CT_NEW = 0,               /* SYN seen */
+	CT_ESTABLISHED = 1,       /* TCP past the handshake (or met mid-stream); every UDP flow */
+	CT_CLOSING = 2,           /* FIN or RST seen: a new SYN on it opens a new connection */
 };
 
 /* Global counters: one per verdict and one per pass/drop reason (per-CPU array, index = value). */
 enum xdplb_counter {
-	CNT_RX = 0,               /* every frame the program saw */
-	CNT_VERDICT_PASS,
+	CNT_VERDICT_PASS = 0,
 	CNT_VERDICT_DROP,
 	CNT_VERDICT_TX,
 	CNT_VERDICT_REDIRECT,
@@ -66,17 +65,17 @@ enum xdplb_counter {
 	CNT_PASS_TRUNC_L2,        /* frame shorter than its Ethernet/VLAN header */
 	CNT_PASS_MALFORMED_L3,    /* truncated IP header, bad version/IHL/length */
 	CNT_PASS_FRAGMENT,        /* IPv4 or IPv6 fragment: the kernel reassembles */
-	CNT_PASS_IPV6_EXTHDR,     /* more extension headers than XDPLB_MAX_EXTHDR, or unknown ones */
-	CNT_PASS_NOT_L4,          /* not TCP/UDP (ICMP, ESP, ...) */
-	CNT_PASS_MALFORMED_L4,    /* truncated TCP/UDP header, TCP data offset < 5 */
+	CNT_PASS_IPV6_EXTHDR,     /* more extension headers than XDPLB_MAX_EXTHDR */
+	CNT_PASS_NOT_L4,          /* not TCP/UDP (ICMP, ESP, AH, an unknown extension header...) */
+	CNT_PASS_MALFORMED_L4,    /* TCP/UDP header cut by the frame or the IP length, data offset < 5 */
 	CNT_PASS_NOT_VIP,         /* no virtual service for (daddr, dport, proto) */
-	CNT_PASS_TTL,             /* TTL / hop limit <= 1: the kernel answers time-exceeded */
 	CNT_DROP_NO_BACKEND,      /* a service with no usable backend */
 	CNT_DROP_NO_NEXTHOP,      /* a backend whose next hop is not resolved */
 	CNT_DROP_REDIRECT,        /* the egress port is not in the devmap */
 	CNT_CONN_NEW,             /* connections scheduled by the scheduler */
-	CNT_CONN_HIT,             /* packets of a known connection (a retransmitted SYN included) */
-	CNT_CONN_MIDSTREAM,       /* TCP non-SYN without an entry: placed by the consistent hash */
+	CNT_CONN_HIT,             /* packets of a known connection */
+	CNT_CONN_MIDSTREAM,       /* TCP non-SYN without an entry: placed by the consistent hash
+	                           * (an entry is made, except for a FIN or RST) */
 	CNT_CONN_RESCHEDULED,     /* known connection whose backend slot went away */
 	CNT_CONN_INSERT_FAIL,     /* the table could not take a new entry */
 	CNT_MAX,
