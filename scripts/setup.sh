@@ -8,7 +8,9 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 [ "$(id -u)" = 0 ] || { echo "setup must run as root (BPF, netlink and apt need it)" >&2; exit 1; }
 
-APT_PACKAGES=(python3-bpfcc python3-venv python3-pip iproute2 ethtool nftables tcpdump make)
+# BCC and the tools the data plane uses; then what the lab runs: servers (nginx) and clients (curl, wrk).
+APT_PACKAGES=(python3-bpfcc python3-venv python3-pip iproute2 ethtool nftables tcpdump make
+	nginx-light curl wrk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -70,3 +70,39 @@ def netns_veth() -> Iterator[tuple]:
             yield add_veth("xt-a", "xt-b")
     finally:
         remove_netns(name)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator:
+    """The namespace lab, brought up once per run (its own prefix, so a user's lab is untouched)
+    and torn down at the end even when tests fail."""
+    from xdplb.lab import Lab
+
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    the_lab = Lab(prefix="xlt")
+    the_lab.up(os.environ.get("XDPLB_LAB_XDP", "native"))
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def lb1(lab) -> Iterator:
+    """The balancer, compiled once, attached to lb1's front interface in the lab's XDP mode."""
+    from xdplb.lab import Director
+
+    director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 16)))
+    director.attach()
+    try:
+        yield director
+    finally:
+        director.close()
+
+
+@pytest.fixture
+def lb(lb1) -> Iterator:
+    """lb1 with no services and no connections after the test."""
+    yield lb1
+    lb1.reset()

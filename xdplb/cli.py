@@ -1,5 +1,5 @@
-"""The xdplb command line. Until the daemon and its API exist, it checks that the data plane
-compiles and loads on this kernel, and runs the demo."""
+"""The xdplb command line. Until the daemon and its API exist: check that the data plane compiles
+and loads on this kernel, run the demo, and drive the namespace lab."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="xdplb: an XDP layer-4 load balancer", no_args_is_help=True)
-console = Console()
+console = Console(emoji=False)
 
 
 @app.command()
@@ -46,3 +46,64 @@ def demo() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+lab_app = typer.Typer(help="The namespace lab: client, router, two directors, six real servers", no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+PrefixOpt = typer.Option("xl", help="namespace prefix: several labs can coexist")
+
+
+@lab_app.command("up")
+def lab_up(
+    xdp: str = typer.Option("native", help="how directors run XDP: native (veth) or generic"),
+    prefix: str = PrefixOpt,
+) -> None:
+    """Build the lab (an existing one is rebuilt)."""
+    from xdplb.lab import Lab, LabError
+
+    with console.status("building the lab") as status:
+        try:
+            Lab(prefix).up(xdp, progress=lambda text: status.update(text) or console.print(f"  {text}"))
+        except LabError as e:
+            console.print(f"[red]error:[/] {e}")
+            raise typer.Exit(1) from e
+    console.print(f"[green]lab up[/] ({xdp} XDP); try: xdplb lab exec client curl http://10.100.0.11/")
+
+
+@lab_app.command("down")
+def lab_down(prefix: str = PrefixOpt) -> None:
+    """Remove the lab: every namespace and every process in it."""
+    from xdplb.lab import Lab
+
+    Lab(prefix).down()
+    console.print("lab down")
+
+
+@lab_app.command("status")
+def lab_status(prefix: str = PrefixOpt) -> None:
+    """Hosts, their addresses and XDP mode per interface."""
+    from xdplb.lab import Lab
+
+    lab = Lab(prefix)
+    table = Table(title=f"lab {prefix}: {'up' if lab.is_up() else 'down'}")
+    for col in ("host", "role", "interface", "addresses", "xdp"):
+        table.add_column(col)
+    for row in lab.status():
+        if not row["up"]:
+            table.add_row(row["host"], row["role"], "", "[dim]absent[/]", "")
+        for ifname, info in row["interfaces"].items():
+            table.add_row(row["host"], row["role"], ifname, " ".join(info["addresses"]), info["xdp"] or "-")
+    console.print(table)
+
+
+@lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_exec(ctx: typer.Context, host: str, prefix: str = PrefixOpt) -> None:
+    """Run a command on a lab host: xdplb lab exec client curl http://10.100.0.100/"""
+    import subprocess
+
+    from xdplb.lab import BY_NAME, Lab
+
+    if host not in BY_NAME:
+        console.print(f"[red]error:[/] no host {host} (hosts: {', '.join(BY_NAME)})")
+        raise typer.Exit(2)
+    raise typer.Exit(subprocess.call(["ip", "netns", "exec", Lab(prefix).ns(host), *ctx.args]))

@@ -155,6 +155,20 @@ def _sum_stats(per_cpu: ct.Array) -> dict[str, int]:
     return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name in names}
 
 
+def attach_xdp(prog: object, ifname: str, mode: str = "auto") -> str:
+    """Attach an XDP program in native or generic mode; auto tries native first, then generic."""
+    modes = ["native", "generic"] if mode == "auto" else [mode]
+    for m in modes:
+        try:
+            BPF.attach_xdp(ifname.encode(), prog, XDP_MODES[m])
+            return m
+        except Exception as e:
+            if m == modes[-1]:
+                raise
+            log.info("native XDP not available on %s (%s): falling back to generic", ifname, e)
+    raise AssertionError("unreachable")
+
+
 class Program:
     """A standalone XDP program of bpf/ (a benchmark baseline, later the TUN decapsulator)."""
 
@@ -162,6 +176,9 @@ class Program:
         self._bpf = BPF(text=program_source(source).encode(), cflags=cflags or [])
         self.prog = self._bpf.load_func(func.encode(), BPF.XDP)
         self.runner = XdpRunner(self.prog.fd)
+
+    def attach(self, ifname: str, mode: str = "auto") -> str:
+        return attach_xdp(self.prog, ifname, mode)
 
     def close(self) -> None:
         self._bpf.cleanup()
@@ -195,19 +212,10 @@ class Datapath:
     # ---- attach ----------------------------------------------------------------------------
 
     def attach(self, ifname: str, mode: str = "auto") -> str:
-        """Attach to an interface in native or generic XDP; auto tries native first."""
-        modes = ["native", "generic"] if mode == "auto" else [mode]
-        for m in modes:
-            try:
-                BPF.attach_xdp(ifname.encode(), self.prog, XDP_MODES[m])
-            except Exception as e:
-                if m == modes[-1]:
-                    raise
-                log.info("native XDP not available on %s (%s): falling back to generic", ifname, e)
-                continue
-            self._attached[ifname] = XDP_MODES[m]
-            return m
-        raise AssertionError("unreachable")
+        """Attach to an interface of the current namespace; returns the mode it got."""
+        got = attach_xdp(self.prog, ifname, mode)
+        self._attached[ifname] = XDP_MODES[got]
+        return got
 
     def detach(self, ifname: str) -> None:
         BPF.remove_xdp(ifname.encode(), self._attached.pop(ifname))

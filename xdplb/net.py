@@ -7,6 +7,7 @@ traffic, so a packet for a VIP never waits on ARP/ND and never falls back to the
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,3 +143,41 @@ def configure_link(ifname: str, *cidrs: str) -> Link:
 def add_route(dst: str, gateway: str) -> None:
     with IPRoute() as ipr:
         ipr.route("add", dst=dst, gateway=gateway)
+
+
+def add_bridge(name: str) -> None:
+    """A bridge in the current namespace, up (a lab segment)."""
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge")
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+
+def plug(name: str, peer: str, bridge: str, namespace: str, mac: str) -> None:
+    """A veth from a bridge of the current namespace to a host: `peer` stays on the bridge, `name`
+    goes into `namespace` with the given MAC (brought up there by the host's role script)."""
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=peer)
+        idx = ipr.link_lookup(ifname=name)[0]
+        ipr.link("set", index=idx, address=mac)
+        pidx = ipr.link_lookup(ifname=peer)[0]
+        ipr.link("set", index=pidx, master=ipr.link_lookup(ifname=bridge)[0], state="up")
+        ipr.link("set", index=idx, net_ns_fd=namespace)
+
+
+def namespace_pids(name: str) -> list[int]:
+    """Processes living in a namespace (never this one)."""
+    return [pid for pid in netns.ns_pids().get(name, []) if pid != os.getpid()]
+
+
+def addresses(ifname: str) -> list[str]:
+    """The global addresses of an interface of the current namespace, as CIDR strings."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return []
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx[0])
+                if a["scope"] == 0]
+
+
+def list_netns() -> list[str]:
+    return list(netns.listnetns())

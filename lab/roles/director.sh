@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# A director: front and back segments, forwarding on, default route via the router. With --vip it
+# holds the VIPs on the front interface (so it answers ARP/ND for them) and the NAT servers' gateway
+# VIPs on the back one; the balancer itself is attached by xdplb.
+# usage: director.sh FRONT_IF BACK_IF HOSTNUM [--vip]
+. "$(dirname "$0")/common.sh"
+front=$1 back=$2 n=$3 vip=${4:-}
+ip link set lo up
+addr "$front" front "$n"
+addr "$back" back "$n"
+no_offload "$front"
+no_offload "$back"
+forwarding 1
+ip route replace default via 10.100.0.1
+ip -6 route replace default via fd00:100::1
+if [ "$vip" = --vip ]; then
+	ip addr replace "$VIP4/32" dev "$front"
+	ip addr replace "$VIP6/128" dev "$front" nodad
+	ip addr replace "$BACK_VIP4/24" dev "$back"
+	ip addr replace "$BACK_VIP6/64" dev "$back" nodad
+fi

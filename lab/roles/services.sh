@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The real server's services: nginx on port 80 answering "NAME" (and /stream, a slow 1 MB body for
+# long-lived connections), and a UDP echo on port 9000 answering "NAME:data", each bound to the
+# addresses given so replies leave from the address the client asked.
+# usage: services.sh NAME STATE_DIR ADDR...
+set -euo pipefail
+name=$1 state=$2
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$state/www" "$state/logs"
+head -c 1048576 /dev/zero | tr '\0' 'x' > "$state/www/stream"
+listen=""
+for a in "$@"; do
+	case $a in *:*) listen="$listen listen [$a]:80;" ;; *) listen="$listen listen $a:80;" ;; esac
+done
+cat > "$state/nginx.conf" <<CONF
+worker_processes 1;
+pid $state/nginx.pid;
+error_log $state/logs/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  client_body_temp_path $state/tmp;
+  server {
+    $listen
+    add_header X-Server $name always;
+    location = / { default_type text/plain; return 200 "$name\n"; }
+    location = /stream { root $state/www; limit_rate 256k; limit_rate_after 0; }
+  }
+}
+CONF
+mkdir -p "$state/tmp"
+[ -f "$state/nginx.pid" ] && kill "$(cat "$state/nginx.pid")" 2>/dev/null || true
+nginx -c "$state/nginx.conf" -e "$state/logs/error.log"
+[ -f "$state/echo.pid" ] && kill "$(cat "$state/echo.pid")" 2>/dev/null || true
+python3 "$here/udp_echo.py" "$name" 9000 "$@" </dev/null >"$state/logs/echo.log" 2>&1 &
+echo $! > "$state/echo.pid"

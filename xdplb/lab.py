@@ -1,0 +1,225 @@
+"""The namespace lab: the topology of ../shared/DESIGN.md on one machine.
+
+Each host is a network namespace; each segment (edge, front, back) is a bridge in a switch namespace,
+and every host interface is a veth whose other end is a bridge port. The wiring is done here with
+pyroute2 (through xdplb.net); everything inside a host is done by its role script in lab/roles, the
+same scripts the Vagrant lab runs. In native mode the directors' bridge ports get an XDP_PASS
+program, which veth needs for a director's XDP_TX and XDP_REDIRECT to be delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xdplb import net
+
+if TYPE_CHECKING:
+    from xdplb.datapath import Datapath
+    from xdplb.model import Service
+
+log = logging.getLogger(__name__)
+
+ROLES = Path(os.environ.get("XDPLB_ROLES_DIR", Path(__file__).resolve().parent.parent / "lab" / "roles"))
+VIP4, VIP6 = "10.100.0.100", "fd00:100::100"
+SEGMENTS = {"edge": 0x63, "front": 0x64, "back": 0xC8}  # third octet of 10.x.0.0/24, in the MACs too
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    role: str
+    number: int                      # its host number on every segment
+    segments: tuple[str, ...]
+
+    def mac(self, segment: str) -> str:
+        return f"02:00:0a:{SEGMENTS[segment]:02x}:00:{self.number:02x}"
+
+    def address(self, segment: str, version: int = 4) -> str:
+        third = {"edge": 99, "front": 100, "back": 200}[segment]
+        return f"10.{third}.0.{self.number}" if version == 4 else f"fd00:{third}::{self.number}"
+
+
+HOSTS = [
+    Host("client", "client", 10, ("edge",)),
+    Host("router", "router", 1, ("edge", "front")),
+    Host("lb1", "director", 2, ("front", "back")),
+    Host("lb2", "director", 3, ("front", "back")),
+    *(Host(f"rs{i}", "realserver-dr", 10 + i, ("front",)) for i in (1, 2, 3)),
+    *(Host(f"rs{i}", "realserver-nat", 17 + i, ("back",)) for i in (4, 5, 6)),
+]
+BY_NAME = {h.name: h for h in HOSTS}
+DIRECTORS = [h for h in HOSTS if h.role == "director"]
+DR_SERVERS = [h for h in HOSTS if h.role == "realserver-dr"]
+
+Progress = Callable[[str], None]
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    """One lab, its namespaces named PREFIX-HOST; several labs with different prefixes can coexist."""
+
+    def __init__(self, prefix: str = "xl", state_dir: Path | None = None) -> None:
+        self.prefix = prefix
+        self.state_dir = state_dir or Path("/run/xdplb-lab") / prefix
+
+    def ns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    @property
+    def switch(self) -> str:
+        return self.ns("sw")
+
+    def is_up(self) -> bool:
+        return self.switch in net.list_netns()
+
+    # ---- up and down -------------------------------------------------------------------------
+
+    def up(self, xdp: str = "native", progress: Progress = log.info) -> None:
+        """Build the lab from nothing (an existing one is taken down first)."""
+        if xdp not in ("native", "generic"):
+            raise LabError(f"xdp mode must be native or generic, not {xdp}")
+        self.down()
+        try:
+            progress("switch: bridges for the edge, front and back segments")
+            net.create_netns(self.switch)
+            with net.in_netns(self.switch):
+                for segment in SEGMENTS:
+                    net.add_bridge(f"br-{segment}")
+            for host in HOSTS:
+                progress(f"{host.name}: namespace, {', '.join(host.segments)} wired")
+                self._wire(host)
+            for host in HOSTS:
+                progress(f"{host.name}: {host.role} role script")
+                self._configure(host)
+            if xdp == "native":
+                progress("bridge ports of the directors: XDP_PASS (native XDP_TX on veth needs one)")
+                self._bridge_port_programs()
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / "xdp").write_text(xdp)
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Remove every namespace of this lab and every process in them; safe to call any time."""
+        for name in [n for n in net.list_netns() if n.startswith(f"{self.prefix}-")]:
+            for pid in net.namespace_pids(name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            net.remove_netns(name)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _wire(self, host: Host) -> None:
+        net.create_netns(self.ns(host.name))
+        with net.in_netns(self.switch):
+            for segment in host.segments:
+                net.plug(segment, f"{host.name}-{segment}"[:15], f"br-{segment}", self.ns(host.name),
+                         host.mac(segment))
+
+    def _configure(self, host: Host) -> None:
+        state = self.state_dir / host.name
+        args = {
+            "client": ["edge"],
+            "router": ["edge", "front"],
+            "director": ["front", "back", str(host.number), *(["--vip"] if host.name == "lb1" else [])],
+            "realserver-dr": ["front", str(host.number), host.name, str(state)],
+            "realserver-nat": ["back", str(host.number), host.name, str(state)],
+        }[host.role]
+        self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True)
+
+    def _bridge_port_programs(self) -> None:
+        from xdplb.datapath import BPF_DIR, Program  # BCC only where XDP is needed
+
+        prog = Program(BPF_DIR / "baseline.c", "xdp_pass")
+        try:
+            with net.in_netns(self.switch):
+                for d in DIRECTORS:
+                    for segment in d.segments:
+                        prog.attach(f"{d.name}-{segment}", "native")
+        finally:
+            prog.close()  # the kernel keeps attached programs
+
+    # ---- using it ----------------------------------------------------------------------------
+
+    def exec(self, host: str, cmd: list[str], check: bool = False, timeout: float | None = 120,
+             **kw) -> subprocess.CompletedProcess:
+        """Run a command on a host, capturing its output."""
+        if host not in BY_NAME:
+            raise LabError(f"no host {host} (hosts: {', '.join(BY_NAME)})")
+        res = subprocess.run(["ip", "netns", "exec", self.ns(host), *cmd], capture_output=True, text=True,
+                             timeout=timeout, **kw)
+        if check and res.returncode != 0:
+            raise LabError(f"{host}: {' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    def popen(self, host: str, cmd: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *cmd], **kw)
+
+    @property
+    def xdp_mode(self) -> str:
+        path = self.state_dir / "xdp"
+        return path.read_text() if path.exists() else "native"
+
+    def ifindex(self, host: str, ifname: str) -> int:
+        with net.in_netns(self.ns(host)):
+            return socket.if_nametoindex(ifname)
+
+    def status(self) -> list[dict]:
+        """Per host: its namespace, addresses per interface, and the XDP mode of each interface."""
+        rows = []
+        present = set(net.list_netns())
+        for host in HOSTS:
+            row = {"host": host.name, "role": host.role, "up": self.ns(host.name) in present, "interfaces": {}}
+            if row["up"]:
+                with net.in_netns(self.ns(host.name)):
+                    for segment in host.segments:
+                        row["interfaces"][segment] = {"addresses": net.addresses(segment),
+                                                      "xdp": net.xdp_mode(segment)}
+            rows.append(row)
+        return rows
+
+
+
+class Director:
+    """A lab director's balancer: a Datapath whose namespace-bound calls (attach, next-hop
+    resolution, devmap entries) run inside the director's namespace. Reads go to `dp` directly."""
+
+    def __init__(self, lab: Lab, host: str, dp: Datapath) -> None:
+        self.lab, self.host, self.dp = lab, host, dp
+        self.mode: str | None = None
+
+    def _inside(self):
+        return net.in_netns(self.lab.ns(self.host))
+
+    def attach(self, ifname: str = "front") -> str:
+        with self._inside():
+            self.mode = self.dp.attach(ifname, self.lab.xdp_mode)
+        return self.mode
+
+    def set_service(self, service: Service) -> dict[str, int]:
+        with self._inside():
+            return self.dp.set_service(service)
+
+    def reset(self) -> None:
+        """No services, no connections."""
+        with self._inside():
+            for svc in self.dp.services:
+                self.dp.remove_service(svc.key)
+        self.dp.flush_connections()
+
+    def close(self) -> None:
+        with self._inside():
+            self.dp.close()
