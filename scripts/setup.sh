@@ -23,6 +23,17 @@ apt_install() {
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   apt_install "${missing[@]}"
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+    say "disabling the system nginx service: the lab runs its own nginx in each real server"
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+fi
+# The Vagrant lab is only validated here (VMs do not boot on this kind of machine); without the
+# recommends, vagrant-libvirt does not pull in a hypervisor and a kernel.
+if ! command -v vagrant >/dev/null || ! dpkg-query -W vagrant-libvirt >/dev/null 2>&1; then
+  say "installing vagrant and vagrant-libvirt (to validate vagrant/Vagrantfile)"
+  if [ "$apt_updated" = 0 ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends vagrant vagrant-libvirt >/dev/null
 fi
 
 # BCC compiles at load time and needs the running kernel's headers. This kernel may have none

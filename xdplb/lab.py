@@ -10,6 +10,7 @@ program, which veth needs for a director's XDP_TX and XDP_REDIRECT to be deliver
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -29,9 +30,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROLES = Path(os.environ.get("XDPLB_ROLES_DIR", Path(__file__).resolve().parent.parent / "lab" / "roles"))
-VIP4, VIP6 = "10.100.0.100", "fd00:100::100"
-SEGMENTS = {"edge": 0x63, "front": 0x64, "back": 0xC8}  # third octet of 10.x.0.0/24, in the MACs too
+LAB_DIR = Path(os.environ.get("XDPLB_LAB_DIR", Path(__file__).resolve().parent.parent / "lab"))
+ROLES = LAB_DIR / "roles"
+TOPOLOGY = json.loads((LAB_DIR / "topology.json").read_text())  # shared with vagrant/Vagrantfile
+VIP4, VIP6 = TOPOLOGY["vip4"], TOPOLOGY["vip6"]
+SEGMENTS = TOPOLOGY["segments"]
 
 
 @dataclass(frozen=True)
@@ -40,23 +43,25 @@ class Host:
     role: str
     number: int                      # its host number on every segment
     segments: tuple[str, ...]
+    vip: bool = False                # holds the VIPs (the active director)
 
     def mac(self, segment: str) -> str:
-        return f"02:00:0a:{SEGMENTS[segment]:02x}:00:{self.number:02x}"
+        return f"02:00:0a:{SEGMENTS[segment]['mac']}:00:{self.number:02x}"
 
     def address(self, segment: str, version: int = 4) -> str:
-        third = {"edge": 99, "front": 100, "back": 200}[segment]
-        return f"10.{third}.0.{self.number}" if version == 4 else f"fd00:{third}::{self.number}"
+        seg = SEGMENTS[segment]
+        return f"{seg['v4']}.{self.number}" if version == 4 else f"{seg['v6']}:{self.number}"
+
+    def role_args(self, state: Path) -> list[str]:
+        """The arguments every role script takes (lab/roles/common.sh)."""
+        args = ["--name", self.name, "--number", str(self.number), "--state", str(state)]
+        for segment in self.segments:
+            args += [f"--{segment}", segment]
+        return args + (["--vip"] if self.vip else [])
 
 
-HOSTS = [
-    Host("client", "client", 10, ("edge",)),
-    Host("router", "router", 1, ("edge", "front")),
-    Host("lb1", "director", 2, ("front", "back")),
-    Host("lb2", "director", 3, ("front", "back")),
-    *(Host(f"rs{i}", "realserver-dr", 10 + i, ("front",)) for i in (1, 2, 3)),
-    *(Host(f"rs{i}", "realserver-nat", 17 + i, ("back",)) for i in (4, 5, 6)),
-]
+HOSTS = [Host(h["name"], h["role"], h["number"], tuple(h["segments"]), h.get("vip", False))
+         for h in TOPOLOGY["hosts"]]
 BY_NAME = {h.name: h for h in HOSTS}
 DIRECTORS = [h for h in HOSTS if h.role == "director"]
 DR_SERVERS = [h for h in HOSTS if h.role == "realserver-dr"]
@@ -130,14 +135,7 @@ class Lab:
                          host.mac(segment))
 
     def _configure(self, host: Host) -> None:
-        state = self.state_dir / host.name
-        args = {
-            "client": ["edge"],
-            "router": ["edge", "front"],
-            "director": ["front", "back", str(host.number), *(["--vip"] if host.name == "lb1" else [])],
-            "realserver-dr": ["front", str(host.number), host.name, str(state)],
-            "realserver-nat": ["back", str(host.number), host.name, str(state)],
-        }[host.role]
+        args = host.role_args(self.state_dir / host.name)
         self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True)
 
     def _bridge_port_programs(self) -> None:

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The client: on the edge segment, everything else through the router.
-# usage: client.sh EDGE_IF
 . "$(dirname "$0")/common.sh"
-edge=$1
+edge=$EDGE
 ip link set lo up
 addr "$edge" edge 10
 no_offload "$edge"

@@ -1,7 +1,24 @@
-# Shared by the role scripts: the lab's addressing (../shared/DESIGN.md) and small helpers.
+# Shared by the role scripts: their arguments, the lab's addressing (lab/topology.json,
+# ../shared/DESIGN.md) and small helpers. Every role script takes the same arguments:
+#   ROLE.sh --name NAME --number N --state DIR [--edge IF] [--front IF] [--back IF] [--vip]
 # Segments: edge 10.99.0.0/24 fd00:99::/64, front 10.100.0.0/24 fd00:100::/64,
 # back 10.200.0.0/24 fd00:200::/64; a host keeps its number on every segment it is on.
 set -euo pipefail
+
+NAME="" N="" STATE="" EDGE="" FRONT="" BACK="" HOLDS_VIP=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--name) NAME=$2; shift 2 ;;
+	--number) N=$2; shift 2 ;;
+	--state) STATE=$2; shift 2 ;;
+	--edge) EDGE=$2; shift 2 ;;
+	--front) FRONT=$2; shift 2 ;;
+	--back) BACK=$2; shift 2 ;;
+	--vip) HOLDS_VIP=1; shift ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+[ -n "$NAME" ] && [ -n "$N" ] || { echo "--name and --number are required" >&2; exit 2; }
 
 VIP4=10.100.0.100
 VIP6=fd00:100::100

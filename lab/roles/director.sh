@@ -2,9 +2,8 @@
 # A director: front and back segments, forwarding on, default route via the router. With --vip it
 # holds the VIPs on the front interface (so it answers ARP/ND for them) and the NAT servers' gateway
 # VIPs on the back one; the balancer itself is attached by xdplb.
-# usage: director.sh FRONT_IF BACK_IF HOSTNUM [--vip]
 . "$(dirname "$0")/common.sh"
-front=$1 back=$2 n=$3 vip=${4:-}
+front=$FRONT back=$BACK n=$N
 ip link set lo up
 addr "$front" front "$n"
 addr "$back" back "$n"
@@ -13,7 +12,7 @@ no_offload "$back"
 forwarding 1
 ip route replace default via 10.100.0.1
 ip -6 route replace default via fd00:100::1
-if [ "$vip" = --vip ]; then
+if [ "$HOLDS_VIP" = 1 ]; then
 	ip addr replace "$VIP4/32" dev "$front"
 	ip addr replace "$VIP6/128" dev "$front" nodad
 	ip addr replace "$BACK_VIP4/24" dev "$back"

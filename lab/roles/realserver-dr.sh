@@ -2,9 +2,8 @@
 # A DR real server: the VIPs on loopback, never announced (arp_ignore=1, arp_announce=2), replies
 # straight to the client through the router. Runs nginx answering with the host's name and a UDP
 # echo service, both on the VIP.
-# usage: realserver-dr.sh FRONT_IF HOSTNUM NAME STATE_DIR
 . "$(dirname "$0")/common.sh"
-front=$1 n=$2 name=$3 state=$4
+front=$FRONT n=$N
 ip link set lo up
 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
 sysctl -qw "net.ipv4.conf.$front.arp_ignore=1" "net.ipv4.conf.$front.arp_announce=2"
@@ -14,4 +13,4 @@ ip addr replace "$VIP4/32" dev lo
 ip addr replace "$VIP6/128" dev lo nodad
 ip route replace default via 10.100.0.1
 ip -6 route replace default via fd00:100::1
-"$(dirname "$0")/services.sh" "$name" "$state" "$VIP4" "$VIP6" "$(prefix4 front).$n" "$(prefix6 front):$n"
+"$(dirname "$0")/services.sh" "$NAME" "$STATE" "$VIP4" "$VIP6" "$(prefix4 front).$n" "$(prefix6 front):$n"

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # A NAT real server: only on the back segment, its default route through the directors' back VIP, so
 # its replies can only return through the director. Runs nginx and the UDP echo on its own address.
-# usage: realserver-nat.sh BACK_IF HOSTNUM NAME STATE_DIR
 . "$(dirname "$0")/common.sh"
-back=$1 n=$2 name=$3 state=$4
+back=$BACK n=$N
 ip link set lo up
 addr "$back" back "$n"
 no_offload "$back"
 ip route replace default via 10.200.0.1
 ip -6 route replace default via fd00:200::1
-"$(dirname "$0")/services.sh" "$name" "$state" "$(prefix4 back).$n" "$(prefix6 back):$n"
+"$(dirname "$0")/services.sh" "$NAME" "$STATE" "$(prefix4 back).$n" "$(prefix6 back):$n"

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The router between the edge (clients) and the front segment (directors, DR/TUN real servers). It
 # reaches the VIP on the front segment, where the active director answers ARP/ND for it.
-# usage: router.sh EDGE_IF FRONT_IF
 . "$(dirname "$0")/common.sh"
-edge=$1 front=$2
+edge=$EDGE front=$FRONT
 ip link set lo up
 addr "$edge" edge 1
 addr "$front" front 1
