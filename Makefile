@@ -16,6 +16,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/datapath.py
+	$(PY) bench/e2e.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

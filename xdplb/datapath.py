@@ -180,6 +180,13 @@ class Program:
     def attach(self, ifname: str, mode: str = "auto") -> str:
         return attach_xdp(self.prog, ifname, mode)
 
+    def detach(self, ifname: str, mode: str) -> None:
+        BPF.remove_xdp(ifname.encode(), XDP_MODES[mode])
+
+    def counter(self, table: str) -> int:
+        """The sum over CPUs and entries of a per-CPU counter array of the program."""
+        return sum(sum(v) for _, v in self._bpf[table.encode()].items())
+
     def close(self) -> None:
         self._bpf.cleanup()
 

@@ -3,8 +3,10 @@
 Each host is a network namespace; each segment (edge, front, back) is a bridge in a switch namespace,
 and every host interface is a veth whose other end is a bridge port. The wiring is done here with
 pyroute2 (through xdplb.net); everything inside a host is done by its role script in lab/roles, the
-same scripts the Vagrant lab runs. In native mode the directors' bridge ports get an XDP_PASS
-program, which veth needs for a director's XDP_TX and XDP_REDIRECT to be delivered.
+same scripts the Vagrant lab runs. In native mode every bridge port gets an XDP_PASS program: veth
+delivers a director's XDP_TX or XDP_REDIRECT only to a peer that runs XDP, and a frame that crossed
+an XDP port carries the headroom XDP needs, so the director's veth does not copy it (measured: about
+25% more HTTP requests/s through the balancer).
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ class Host:
 HOSTS = [Host(h["name"], h["role"], h["number"], tuple(h["segments"]), h.get("vip", False))
          for h in TOPOLOGY["hosts"]]
 BY_NAME = {h.name: h for h in HOSTS}
-DIRECTORS = [h for h in HOSTS if h.role == "director"]
-DR_SERVERS = [h for h in HOSTS if h.role == "realserver-dr"]
 
 Progress = Callable[[str], None]
 
@@ -110,7 +110,7 @@ class Lab:
                 progress(f"{host.name}: {host.role} role script")
                 self._configure(host)
             if xdp == "native":
-                progress("bridge ports of the directors: XDP_PASS (native XDP_TX on veth needs one)")
+                progress("bridge ports: XDP_PASS (veth delivers XDP_TX only to a peer running XDP)")
                 self._bridge_port_programs()
             self.state_dir.mkdir(parents=True, exist_ok=True)
             (self.state_dir / "xdp").write_text(xdp)
@@ -139,14 +139,18 @@ class Lab:
         self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True)
 
     def _bridge_port_programs(self) -> None:
+        for host in HOSTS:
+            for segment in host.segments:
+                self.restore_port_program(f"{host.name}-{segment}"[:15])
+
+    def restore_port_program(self, port: str) -> None:
+        """(Re)attach the XDP_PASS program of a bridge port."""
         from xdplb.datapath import BPF_DIR, Program  # BCC only where XDP is needed
 
         prog = Program(BPF_DIR / "baseline.c", "xdp_pass")
         try:
             with net.in_netns(self.switch):
-                for d in DIRECTORS:
-                    for segment in d.segments:
-                        prog.attach(f"{d.name}-{segment}", "native")
+                prog.attach(port, "native")
         finally:
             prog.close()  # the kernel keeps attached programs
 

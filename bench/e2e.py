@@ -1,0 +1,190 @@
+"""End-to-end benchmark in the namespace lab: real HTTP through the director, against baselines
+measured in the same run on the same lab (same offload settings on every path).
+
+HTTP requests/s and p99 latency with wrk from the client, keep-alive and a new connection per
+request, to: (a) a backend directly, no balancer (the limit); (b) the VIP through xdplb DR in native
+XDP; (c) the VIP through nftables DNAT load balancing on the director (numgen, to the NAT servers,
+whose replies come back through it); (d) the VIP through haproxy in TCP mode on the director.
+Then packets/s of the director's XDP path, fed by a live-frames generator on the router (the
+router's XDP program transmits the same established-flow frame, over and over, into the segment),
+for xdplb against a reflector that only rewrites the MACs to a fixed next hop.
+
+    .venv/bin/python bench/e2e.py [--seconds S] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import time
+
+from rich.console import Console
+from rich.table import Table
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from xdplb.datapath import BPF_DIR, Datapath, Program, Sizes
+from xdplb.lab import BY_NAME, VIP4, Director, Lab
+from xdplb.labclients import dr_service, wrk
+from xdplb.net import in_netns
+from xdplb.testrun import XdpRunner
+
+NAT_SERVERS = [BY_NAME[n].address("back") for n in ("rs4", "rs5", "rs6")]
+NFT_MAP = ", ".join(f"{i} : {a}" for i, a in enumerate(NAT_SERVERS))
+NFT = f"""table ip xdplb_bench {{
+  chain pre {{ type nat hook prerouting priority dstnat;
+    ip daddr {VIP4} tcp dport 80 dnat to numgen inc mod 3 map {{ {NFT_MAP} }}
+  }}
+}}
+"""
+HAPROXY = f"""global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend vip
+  bind {VIP4}:80
+  default_backend servers
+backend servers
+  balance roundrobin
+{chr(10).join(f"  server s{i} {a}:80" for i, a in enumerate(NAT_SERVERS))}
+"""
+MODES = {"keepalive": (), "new_connections": ("-H", "Connection: close")}
+
+
+def http_round(lab: Lab, target: str, seconds: int) -> dict:
+    return {mode: wrk(lab, target, seconds=seconds, connections=32, extra=extra) for mode, extra in MODES.items()}
+
+
+def through_xdplb(lab: Lab, seconds: int) -> tuple[dict, float]:
+    director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 18)))
+    try:
+        director.attach()
+        director.set_service(dr_service(weights={"rs1": 1, "rs2": 1, "rs3": 1}))
+        director.set_service(dr_service("udp", 9, weights={"rs1": 1, "rs2": 1, "rs3": 1}))
+        http = http_round(lab, f"http://{VIP4}/", seconds)
+        pps = generate(lab)
+    finally:
+        director.close()
+    return http, pps
+
+
+def through_nftables(lab: Lab, seconds: int) -> dict:
+    lab.exec("lb1", ["nft", "-f", "-"], input=NFT, check=True)
+    try:
+        return http_round(lab, f"http://{VIP4}/", seconds)
+    finally:
+        lab.exec("lb1", ["nft", "delete", "table", "ip", "xdplb_bench"])
+
+
+def through_haproxy(lab: Lab, seconds: int) -> dict:
+    cfg = lab.state_dir / "haproxy.cfg"
+    cfg.write_text(HAPROXY)
+    proc = lab.popen("lb1", ["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while lab.exec("client", ["curl", "-s", "-m", "1", f"http://{VIP4}/"]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("haproxy did not come up")
+            time.sleep(0.1)
+        return http_round(lab, f"http://{VIP4}/", seconds)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def through_reflector(lab: Lab) -> float:
+    reflector = Program(BPF_DIR / "baseline.c", "xdp_reflect")
+    try:
+        with in_netns(lab.ns("lb1")):
+            reflector.attach("front", "native")
+        try:
+            return generate(lab)
+        finally:
+            with in_netns(lab.ns("lb1")):
+                reflector.detach("front", "native")
+    finally:
+        reflector.close()
+
+
+def generate(lab: Lab, seconds: float = 2.0) -> float:
+    """Packets/s through the director's XDP program. A live-frames generator on the director's veth
+    peer (the bridge port) sends one established UDP flow to the VIP as fast as it can, in bounded
+    chunks, for `seconds`; a sink program on that same port counts and drops what comes back."""
+    lb1 = BY_NAME["lb1"]
+    frame = bytes(Ether(src=BY_NAME["router"].mac("front"), dst=lb1.mac("front"))
+                  / IP(src="10.99.0.10", dst=VIP4, ttl=63) / UDP(sport=40000, dport=9) / (b"x" * 18))
+    gen = Program(BPF_DIR / "baseline.c", "xdp_tx")
+    sink = Program(BPF_DIR / "baseline.c", "xdp_sink")
+    port = "lb1-front"
+    try:
+        runner = XdpRunner(gen.prog.fd)
+        with in_netns(lab.switch):
+            ifindex = socket.if_nametoindex(port)
+            sink.attach(port, "native")  # replaces the lab's XDP_PASS there
+            try:
+                runner.live(frame, ifindex, repeat=1000)  # warm-up: the flow is established
+                time.sleep(0.1)
+                before, start = sink.counter("sunk"), time.monotonic()
+                while time.monotonic() - start < seconds:
+                    runner.live(frame, ifindex, repeat=200_000)
+                elapsed = time.monotonic() - start
+                time.sleep(0.1)
+                return (sink.counter("sunk") - before) / elapsed
+            finally:
+                lab.restore_port_program(port)
+    finally:
+        gen.close()
+        sink.close()
+
+
+def measure(seconds: int) -> dict:
+    lab = Lab("xlb")
+    lab.up("native")
+    try:
+        http = {"direct": http_round(lab, f"http://{BY_NAME['rs1'].address('front')}/", seconds)}
+        http["xdplb"], xdp_pps = through_xdplb(lab, seconds)
+        http["nftables"] = through_nftables(lab, seconds)
+        http["haproxy"] = through_haproxy(lab, seconds)
+        reflector_pps = through_reflector(lab)
+    finally:
+        lab.down()
+
+    def rps(target: str, mode: str = "keepalive") -> float:
+        return http[target][mode]["requests_per_s"]
+
+    ratios = {f"xdplb_vs_{t}": round(rps("xdplb") / rps(t), 3) for t in ("direct", "nftables", "haproxy")}
+    ratios |= {f"xdplb_vs_{t}_new_connections": round(rps("xdplb", "new_connections") / rps(t, "new_connections"), 3)
+               for t in ("direct", "nftables", "haproxy")}
+    ratios["xdp_vs_reflector_pps"] = round(xdp_pps / reflector_pps, 3)
+    return {"http": http, "pps": {"xdplb": round(xdp_pps), "reflector": round(reflector_pps)}, "ratios": ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="wrk duration per case")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    result = measure(args.seconds)
+    if args.json:
+        print(json.dumps(result))
+        return
+    console = Console(emoji=False)
+    table = Table(title="HTTP through the director (wrk, 32 connections)")
+    for col in ("path", "keep-alive req/s", "p99 ms", "new conn req/s", "p99 ms"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for target, modes in result["http"].items():
+        ka, nc = modes["keepalive"], modes["new_connections"]
+        table.add_row(target, f"{ka['requests_per_s']:.0f}", f"{ka['p99_ms']:.2f}",
+                      f"{nc['requests_per_s']:.0f}", f"{nc['p99_ms']:.2f}")
+    console.print(table)
+    console.print(f"XDP path: xdplb {result['pps']['xdplb']:,} pps, reflector {result['pps']['reflector']:,} pps")
+    console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in result["ratios"].items()))
+
+
+if __name__ == "__main__":
+    main()
