@@ -111,10 +111,11 @@ def through_reflector(lab: Lab) -> float:
         reflector.close()
 
 
-def generate(lab: Lab, seconds: float = 2.0) -> float:
+def generate(lab: Lab, seconds: float = 2.0, rate: float | None = None, chunk: int = 200_000) -> float:
     """Packets/s through the director's XDP program. A live-frames generator on the director's veth
-    peer (the bridge port) sends one established UDP flow to the VIP as fast as it can, in bounded
-    chunks, for `seconds`; a sink program on that same port counts and drops what comes back."""
+    peer (the bridge port) sends one established UDP flow to the VIP in chunks, for `seconds`, paced
+    to `rate` packets/s or as fast as it can; a sink on that same port counts and drops what comes
+    back."""
     lb1 = BY_NAME["lb1"]
     frame = bytes(Ether(src=BY_NAME["router"].mac("front"), dst=lb1.mac("front"))
                   / IP(src="10.99.0.10", dst=VIP4, ttl=63) / UDP(sport=40000, dport=9) / (b"x" * 18))
@@ -129,9 +130,12 @@ def generate(lab: Lab, seconds: float = 2.0) -> float:
             try:
                 runner.live(frame, ifindex, repeat=1000)  # warm-up: the flow is established
                 time.sleep(0.1)
-                before, start = sink.counter("sunk"), time.monotonic()
+                before, start, sent = sink.counter("sunk"), time.monotonic(), 0
                 while time.monotonic() - start < seconds:
-                    runner.live(frame, ifindex, repeat=200_000)
+                    runner.live(frame, ifindex, repeat=chunk)
+                    sent += chunk
+                    if rate:
+                        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
                 elapsed = time.monotonic() - start
                 time.sleep(0.1)
                 return (sink.counter("sunk") - before) / elapsed

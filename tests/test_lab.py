@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from xdplb import net
@@ -40,3 +43,30 @@ def test_up_twice_then_down_leaves_nothing():
         lab.down()
     assert not [n for n in net.list_netns() if n.startswith("xlu-")]
     assert not lab.state_dir.exists()
+
+
+def test_cli_status_shows_hosts_xdp_and_services(lb):
+    from typer.testing import CliRunner
+
+    from xdplb.cli import app
+    from xdplb.labclients import dr_service
+
+    lb.set_service(dr_service())
+    res = CliRunner().invoke(app, ["lab", "status", "--prefix", lb.lab.prefix], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "lab xlt: up" in res.output
+    lb1_front = next(line for line in res.output.splitlines() if "lb1" in line and "front" in line)
+    assert "10.100.0.2/24" in lb1_front and lb.mode in lb1_front
+    assert "lb1: TCP 10.100.0.100:80 wrr dr -> 10.100.0.11 w3, 10.100.0.12 w2, 10.100.0.13 w1" in res.output
+
+
+def test_cli_exec_runs_on_the_host_and_refuses_unknown_hosts(lab):
+    from typer.testing import CliRunner
+
+    from xdplb.cli import app
+
+    bad = CliRunner().invoke(app, ["lab", "exec", "nobody", "true"])
+    assert bad.exit_code == 2 and "no host nobody" in bad.output
+    res = subprocess.run([sys.executable, "-m", "xdplb.cli", "lab", "exec", "--prefix", lab.prefix, "rs2",
+                          "hostname", "-I"], capture_output=True, text=True)
+    assert res.returncode == 0 and "10.100.0.12" in res.stdout

@@ -94,6 +94,11 @@ def lab_status(prefix: str = PrefixOpt) -> None:
         for ifname, info in row["interfaces"].items():
             table.add_row(row["host"], row["role"], ifname, " ".join(info["addresses"]), info["xdp"] or "-")
     console.print(table)
+    for host in ("lb1", "lb2"):
+        for svc in lab.services(host):
+            backends = ", ".join(f"{b['address']} w{b['weight']}" for b in svc["backends"])
+            console.print(f"{host}: {svc['protocol'].upper()} {svc['vip']}:{svc['port']} {svc['scheduler']} "
+                          f"{svc['method']} -> {backends}")
 
 
 @lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -179,6 +179,14 @@ class Lab:
         with net.in_netns(self.ns(host)):
             return socket.if_nametoindex(ifname)
 
+    def services_file(self, host: str) -> Path:
+        return self.state_dir / host / "services.json"
+
+    def services(self, host: str) -> list[dict]:
+        """The services a director balances, as its driver (demo, test) published them."""
+        path = self.services_file(host)
+        return json.loads(path.read_text()) if path.exists() else []
+
     def status(self) -> list[dict]:
         """Per host: its namespace, addresses per interface, and the XDP mode of each interface."""
         rows = []
@@ -213,7 +221,9 @@ class Director:
 
     def set_service(self, service: Service) -> dict[str, int]:
         with self._inside():
-            return self.dp.set_service(service)
+            written = self.dp.set_service(service)
+        self._publish()
+        return written
 
     def reset(self) -> None:
         """No services, no connections."""
@@ -221,7 +231,15 @@ class Director:
             for svc in self.dp.services:
                 self.dp.remove_service(svc.key)
         self.dp.flush_connections()
+        self._publish()
 
     def close(self) -> None:
         with self._inside():
             self.dp.close()
+        self.lab.services_file(self.host).unlink(missing_ok=True)
+
+    def _publish(self) -> None:
+        """Tell `xdplb lab status` what this director balances (until the daemon can say it)."""
+        path = self.lab.services_file(self.host)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([s.model_dump(mode="json") for s in self.dp.services]))
