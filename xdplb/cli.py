@@ -44,9 +44,6 @@ def demo() -> None:
     main()
 
 
-if __name__ == "__main__":
-    app()
-
 
 lab_app = typer.Typer(help="The namespace lab: client, router, two directors, six real servers", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
@@ -112,3 +109,7 @@ def lab_exec(ctx: typer.Context, host: str, prefix: str = PrefixOpt) -> None:
         console.print(f"[red]error:[/] no host {host} (hosts: {', '.join(BY_NAME)})")
         raise typer.Exit(2)
     raise typer.Exit(subprocess.call(["ip", "netns", "exec", Lab(prefix).ns(host), *ctx.args]))
+
+
+if __name__ == "__main__":
+    app()
