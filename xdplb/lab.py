@@ -139,18 +139,17 @@ class Lab:
         self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True)
 
     def _bridge_port_programs(self) -> None:
-        for host in HOSTS:
-            for segment in host.segments:
-                self.restore_port_program(f"{host.name}-{segment}"[:15])
+        self.restore_port_program(*(f"{h.name}-{segment}"[:15] for h in HOSTS for segment in h.segments))
 
-    def restore_port_program(self, port: str) -> None:
-        """(Re)attach the XDP_PASS program of a bridge port."""
+    def restore_port_program(self, *ports: str) -> None:
+        """(Re)attach the XDP_PASS program of bridge ports (compiled once for all of them)."""
         from xdplb.datapath import BPF_DIR, Program  # BCC only where XDP is needed
 
         prog = Program(BPF_DIR / "baseline.c", "xdp_pass")
         try:
             with net.in_netns(self.switch):
-                prog.attach(port, "native")
+                for port in ports:
+                    prog.attach(port, "native")
         finally:
             prog.close()  # the kernel keeps attached programs
 
