@@ -2,20 +2,23 @@
 measured in the same run on the same lab (same offload settings on every path).
 
 HTTP requests/s and p99 latency with wrk from the client, keep-alive and a new connection per
-request, to: (a) a backend directly, no balancer (the limit); (b) the VIP through xdplb DR in native
-XDP; (c) the VIP through nftables DNAT load balancing on the director (numgen, to the NAT servers,
-whose replies come back through it); (d) the VIP through haproxy in TCP mode on the director.
-Then packets/s of the director's XDP path, fed by a live-frames generator on the router (the
-router's XDP program transmits the same established-flow frame, over and over, into the segment),
-for xdplb against a reflector that only rewrites the MACs to a fixed next hop.
+request, to: (a) the three DR servers directly, no balancer (the limit: one wrk per server, at
+once); (b) the VIP through xdplb DR in native XDP over those servers; (c) the VIP through nftables
+DNAT load balancing on the director (numgen, to the three NAT servers, whose replies come back
+through it); (d) the VIP through haproxy in TCP mode on the director, to the same NAT servers.
+Then packets/s of the director's XDP path: a live-frames generator on the director's veth peer (the
+bridge port) sends one established flow, and a sink there counts what comes back, for xdplb and for
+a reflector that only rewrites the MACs to a fixed next hop. A case with socket errors or non-2xx
+answers is flagged, not trusted.
 
-    .venv/bin/python bench/e2e.py [--seconds S] [--json]
+    .venv/bin/python bench/e2e.py [--seconds S] [--pps RATE] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import time
@@ -26,10 +29,9 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from xdplb.datapath import BPF_DIR, Datapath, Program, Sizes
-from xdplb.lab import BY_NAME, VIP4, Director, Lab
-from xdplb.labclients import dr_service, wrk
+from xdplb.lab import BY_NAME, VIP4, Director, Lab, exit_on_signals
+from xdplb.labclients import dr_service, wrk_parallel
 from xdplb.net import in_netns
-from xdplb.testrun import XdpRunner
 
 NAT_SERVERS = [BY_NAME[n].address("back") for n in ("rs4", "rs5", "rs6")]
 NFT_MAP = ", ".join(f"{i} : {a}" for i, a in enumerate(NAT_SERVERS))
@@ -56,27 +58,31 @@ backend servers
 MODES = {"keepalive": (), "new_connections": ("-H", "Connection: close")}
 
 
-def http_round(lab: Lab, target: str, seconds: int) -> dict:
-    return {mode: wrk(lab, target, seconds=seconds, connections=32, extra=extra) for mode, extra in MODES.items()}
+DR_SERVERS = [f"http://{BY_NAME[n].address('front')}/" for n in ("rs1", "rs2", "rs3")]
 
 
-def through_xdplb(lab: Lab, seconds: int) -> tuple[dict, float]:
+def http_round(lab: Lab, targets: list[str], seconds: int) -> dict:
+    return {mode: wrk_parallel(lab, targets, seconds=seconds, connections=33, extra=extra)
+            for mode, extra in MODES.items()}
+
+
+def through_xdplb(lab: Lab, seconds: int, pps: float | None) -> tuple[dict, float]:
     director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 18)))
     try:
         director.attach()
         director.set_service(dr_service(weights={"rs1": 1, "rs2": 1, "rs3": 1}))
         director.set_service(dr_service("udp", 9, weights={"rs1": 1, "rs2": 1, "rs3": 1}))
-        http = http_round(lab, f"http://{VIP4}/", seconds)
-        pps = generate(lab)
+        http = http_round(lab, [f"http://{VIP4}/"], seconds)
+        rate = generate(lab, rate=pps)
     finally:
         director.close()
-    return http, pps
+    return http, rate
 
 
 def through_nftables(lab: Lab, seconds: int) -> dict:
     lab.exec("lb1", ["nft", "-f", "-"], input=NFT, check=True)
     try:
-        return http_round(lab, f"http://{VIP4}/", seconds)
+        return http_round(lab, [f"http://{VIP4}/"], seconds)
     finally:
         lab.exec("lb1", ["nft", "delete", "table", "ip", "xdplb_bench"])
 
@@ -91,19 +97,26 @@ def through_haproxy(lab: Lab, seconds: int) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("haproxy did not come up")
             time.sleep(0.1)
-        return http_round(lab, f"http://{VIP4}/", seconds)
+        return http_round(lab, [f"http://{VIP4}/"], seconds)
     finally:
         proc.kill()
         proc.wait()
 
 
-def through_reflector(lab: Lab) -> float:
-    reflector = Program(BPF_DIR / "baseline.c", "xdp_reflect")
+def mac_macro(mac: str) -> str:
+    return ",".join(f"0x{b}" for b in mac.split(":"))
+
+
+def through_reflector(lab: Lab, pps: float | None) -> float:
+    """The reflector sends everything to rs1, from lb1: what DR forwarding costs at the least."""
+    reflector = Program(BPF_DIR / "baseline.c", "xdp_reflect", cflags=[
+        f"-DREFLECT_DMAC={mac_macro(BY_NAME['rs1'].mac('front'))}",
+        f"-DREFLECT_SMAC={mac_macro(BY_NAME['lb1'].mac('front'))}"])
     try:
         with in_netns(lab.ns("lb1")):
             reflector.attach("front", "native")
         try:
-            return generate(lab)
+            return generate(lab, rate=pps)
         finally:
             with in_netns(lab.ns("lb1")):
                 reflector.detach("front", "native")
@@ -118,12 +131,13 @@ def generate(lab: Lab, seconds: float = 2.0, rate: float | None = None, chunk: i
     back."""
     lb1 = BY_NAME["lb1"]
     frame = bytes(Ether(src=BY_NAME["router"].mac("front"), dst=lb1.mac("front"))
-                  / IP(src="10.99.0.10", dst=VIP4, ttl=63) / UDP(sport=40000, dport=9) / (b"x" * 18))
+                  / IP(src=BY_NAME["client"].address("edge"), dst=VIP4, ttl=63) / UDP(sport=40000, dport=9)
+                  / (b"x" * 18))
     gen = Program(BPF_DIR / "baseline.c", "xdp_tx")
     sink = Program(BPF_DIR / "baseline.c", "xdp_sink")
     port = "lb1-front"
     try:
-        runner = XdpRunner(gen.prog.fd)
+        runner = gen.runner
         with in_netns(lab.switch):
             ifindex = socket.if_nametoindex(port)
             sink.attach(port, "native")  # replaces the lab's XDP_PASS there
@@ -146,15 +160,16 @@ def generate(lab: Lab, seconds: float = 2.0, rate: float | None = None, chunk: i
         sink.close()
 
 
-def measure(seconds: int) -> dict:
-    lab = Lab("xlb")
+def measure(seconds: int, pps: float | None = None) -> dict:
+    exit_on_signals()
+    lab = Lab(f"xb{os.getpid()}")
     lab.up("native")
     try:
-        http = {"direct": http_round(lab, f"http://{BY_NAME['rs1'].address('front')}/", seconds)}
-        http["xdplb"], xdp_pps = through_xdplb(lab, seconds)
+        http = {"direct": http_round(lab, DR_SERVERS, seconds)}
+        http["xdplb"], xdp_pps = through_xdplb(lab, seconds, pps)
         http["nftables"] = through_nftables(lab, seconds)
         http["haproxy"] = through_haproxy(lab, seconds)
-        reflector_pps = through_reflector(lab)
+        reflector_pps = through_reflector(lab, pps)
     finally:
         lab.down()
 
@@ -165,20 +180,23 @@ def measure(seconds: int) -> dict:
     ratios |= {f"xdplb_vs_{t}_new_connections": round(rps("xdplb", "new_connections") / rps(t, "new_connections"), 3)
                for t in ("direct", "nftables", "haproxy")}
     ratios["xdp_vs_reflector_pps"] = round(xdp_pps / reflector_pps, 3)
-    return {"http": http, "pps": {"xdplb": round(xdp_pps), "reflector": round(reflector_pps)}, "ratios": ratios}
+    flagged = sorted({t for t, modes in http.items() for r in modes.values() if r["socket_errors"] or r["non_2xx"]})
+    return {"http": http, "pps": {"xdplb": round(xdp_pps), "reflector": round(reflector_pps)}, "ratios": ratios,
+            "flagged": flagged}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3, help="wrk duration per case")
+    parser.add_argument("--pps", type=float, help="pace the packet generator to this rate (default: flat out)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = measure(args.seconds)
+    result = measure(args.seconds, args.pps)
     if args.json:
         print(json.dumps(result))
         return
     console = Console(emoji=False)
-    table = Table(title="HTTP through the director (wrk, 32 connections)")
+    table = Table(title="HTTP through the director (wrk, 33 connections)")
     for col in ("path", "keep-alive req/s", "p99 ms", "new conn req/s", "p99 ms"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for target, modes in result["http"].items():
@@ -188,6 +206,8 @@ def main() -> None:
     console.print(table)
     console.print(f"XDP path: xdplb {result['pps']['xdplb']:,} pps, reflector {result['pps']['reflector']:,} pps")
     console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in result["ratios"].items()))
+    if result["flagged"]:
+        console.print(f"[red]socket errors or non-2xx answers on: {', '.join(result['flagged'])}[/]")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Vagrant lab is only validated here (VMs do not boot on this kind of machine); without the
 # recommends, vagrant-libvirt does not pull in a hypervisor and a kernel.
-if ! command -v vagrant >/dev/null || ! dpkg-query -W vagrant-libvirt >/dev/null 2>&1; then
+if [ -z "${XDPLB_NO_VAGRANT:-}" ] && { ! command -v vagrant >/dev/null || ! dpkg-query -W vagrant-libvirt >/dev/null 2>&1; }; then
   say "installing vagrant and vagrant-libvirt (to validate vagrant/Vagrantfile)"
   if [ "$apt_updated" = 0 ]; then apt-get update -q >/dev/null; apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends vagrant vagrant-libvirt >/dev/null

@@ -76,11 +76,12 @@ def netns_veth() -> Iterator[tuple]:
 def lab() -> Iterator:
     """The namespace lab, brought up once per run (its own prefix, so a user's lab is untouched)
     and torn down at the end even when tests fail."""
-    from xdplb.lab import Lab
+    from xdplb.lab import Lab, exit_on_signals
 
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
-    the_lab = Lab(prefix="xlt")
+    exit_on_signals()  # a killed run still takes its lab down
+    the_lab = Lab(prefix=f"xt{os.getpid()}")
     the_lab.up(os.environ.get("XDPLB_LAB_XDP", "native"))
     try:
         yield the_lab

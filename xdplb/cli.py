@@ -68,18 +68,19 @@ def lab_up(
 
 
 @lab_app.command("down")
-def lab_down(prefix: str = PrefixOpt) -> None:
+def lab_down(prefix: str = PrefixOpt, all_labs: bool = typer.Option(False, "--all", help="every lab here")) -> None:
     """Remove the lab: every namespace and every process in it."""
-    from xdplb.lab import Lab
+    from xdplb.lab import Lab, all_prefixes
 
-    Lab(prefix).down()
-    console.print("lab down")
+    for p in sorted(all_prefixes()) if all_labs else [prefix]:
+        Lab(p).down()
+        console.print(f"lab {p} down")
 
 
 @lab_app.command("status")
 def lab_status(prefix: str = PrefixOpt) -> None:
-    """Hosts, their addresses and XDP mode per interface."""
-    from xdplb.lab import Lab
+    """Hosts, their addresses and XDP mode per interface, and the services the directors balance."""
+    from xdplb.lab import HOSTS, Lab
 
     lab = Lab(prefix)
     table = Table(title=f"lab {prefix}: {'up' if lab.is_up() else 'down'}")
@@ -91,7 +92,7 @@ def lab_status(prefix: str = PrefixOpt) -> None:
         for ifname, info in row["interfaces"].items():
             table.add_row(row["host"], row["role"], ifname, " ".join(info["addresses"]), info["xdp"] or "-")
     console.print(table)
-    for host in ("lb1", "lb2"):
+    for host in (h.name for h in HOSTS if h.role == "director"):
         for svc in lab.services(host):
             backends = ", ".join(f"{b['address']} w{b['weight']}" for b in svc["backends"])
             console.print(f"{host}: {svc['protocol'].upper()} {svc['vip']}:{svc['port']} {svc['scheduler']} "
@@ -101,14 +102,14 @@ def lab_status(prefix: str = PrefixOpt) -> None:
 @lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def lab_exec(ctx: typer.Context, host: str, prefix: str = PrefixOpt) -> None:
     """Run a command on a lab host: xdplb lab exec client curl http://10.100.0.100/"""
-    import subprocess
+    from xdplb.lab import Lab, LabError
 
-    from xdplb.lab import BY_NAME, Lab
-
-    if host not in BY_NAME:
-        console.print(f"[red]error:[/] no host {host} (hosts: {', '.join(BY_NAME)})")
-        raise typer.Exit(2)
-    raise typer.Exit(subprocess.call(["ip", "netns", "exec", Lab(prefix).ns(host), *ctx.args]))
+    try:
+        proc = Lab(prefix).popen(host, ctx.args)
+    except LabError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    raise typer.Exit(proc.wait())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ and the demo says what happens as it goes; the lab is torn down at the end, what
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 
@@ -12,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from xdplb.datapath import Datapath, Sizes
-from xdplb.lab import VIP4, VIP6, Director, Lab
-from xdplb.labclients import DR_WEIGHTS, address_of, dr_service, http_names, udp_names, url
+from xdplb.lab import VIP4, VIP6, Director, Lab, exit_on_signals
+from xdplb.labclients import DR_WEIGHTS, address_of, dr_service, http_names, stream, udp_names, url
 
 console = Console(emoji=False)
 
@@ -44,8 +43,10 @@ def show_stats(director: Director, key: tuple, title: str) -> None:
 
 
 def main() -> None:
+    """The demo; its lab goes down whatever happens (Ctrl-C, SIGTERM included)."""
     console.rule("[bold]xdplb demo: real traffic through an XDP load balancer")
-    lab = Lab("xl")
+    exit_on_signals()
+    lab = Lab("xdemo")  # its own lab: a lab of yours (xdplb lab up) is left alone
     step("Building the lab: a client behind a router, two directors, three DR real servers running nginx "
          "and a UDP echo, three NAT servers (each host is a network namespace).")
     with console.status("lab up") as status:
@@ -75,19 +76,19 @@ def run(lab: Lab, director: Director) -> None:
     show_stats(director, svc.key, "ipvsadm --stats, from the balancer's per-CPU counters")
 
     step("A long download starts (1 MB, served at 256 kB/s).")
-    fmt = "%{size_download} bytes from %header{x-server} in %{time_total} s, HTTP %{http_code}"
-    stream = lab.popen("client", ["curl", "-s", "-m", "30", "-o", "/dev/null", "-w", fmt, url(4, "/stream")],
-                       stdout=subprocess.PIPE, text=True)
-    time.sleep(1)
-    server = next(name for name in DR_WEIGHTS
-                  if any(c.backend == address_of(name) for c in director.dp.connections()))
+    download = stream(lab)
+    server = None
+    while server is None:  # the one connection still established: the others have closed
+        time.sleep(0.1)
+        server = next((name for name in DR_WEIGHTS for c in director.dp.connections()
+                       if c.state == "ESTABLISHED" and c.backend == address_of(name)), None)
     console.print(f"  the connection table shows it on [bold]{server}[/]")
     weights = {**DR_WEIGHTS, server: 0}
     director.set_service(dr_service(weights=weights))
     step(f"{server} is made quiescent (weight 0): no new connections, established ones go on.")
     show_distribution(f"60 new requests after {server} went quiescent", http_names(lab, url(4), 60), weights)
-    out, _ = stream.communicate(timeout=40)
-    console.print(f"  the download finished: {out}")
+    size, code, sent_by = download.communicate(timeout=40)[0].split()
+    console.print(f"  the download finished: HTTP {code}, {size} bytes, all from {sent_by}")
 
     step(escape(f"The same over IPv6 ([{VIP6}]:80) and a UDP echo service (port 9000, round robin)."))
     director.set_service(dr_service(version=6))

@@ -17,8 +17,8 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +73,45 @@ class LabError(RuntimeError):
     pass
 
 
+STATE_ROOT = Path("/run/xdplb-lab")
+
+
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP end the process like Ctrl-C, so `finally` blocks take a lab down."""
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def all_prefixes() -> set[str]:
+    """Every lab on this machine: by its switch namespace or its state directory."""
+    found = {n.removesuffix("-sw") for n in net.list_netns() if n.endswith("-sw")}
+    return found | ({p.name for p in STATE_ROOT.iterdir()} if STATE_ROOT.exists() else set())
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_dead(pids: list[int], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 class Lab:
     """One lab, its namespaces named PREFIX-HOST; several labs with different prefixes can coexist."""
 
     def __init__(self, prefix: str = "xl", state_dir: Path | None = None) -> None:
         self.prefix = prefix
-        self.state_dir = state_dir or Path("/run/xdplb-lab") / prefix
+        self.state_dir = state_dir or STATE_ROOT / prefix
 
     def ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -121,11 +154,15 @@ class Lab:
     def down(self) -> None:
         """Remove every namespace of this lab and every process in them; safe to call any time."""
         for name in [n for n in net.list_netns() if n.startswith(f"{self.prefix}-")]:
-            for pid in net.namespace_pids(name):
+            pids = net.namespace_pids(name)
+            for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            _wait_dead(pids)
             net.remove_netns(name)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            STATE_ROOT.rmdir()  # only when no other lab is left
 
     def _wire(self, host: Host) -> None:
         net.create_netns(self.ns(host.name))
@@ -158,25 +195,23 @@ class Lab:
     def exec(self, host: str, cmd: list[str], check: bool = False, timeout: float | None = 120,
              **kw) -> subprocess.CompletedProcess:
         """Run a command on a host, capturing its output."""
-        if host not in BY_NAME:
-            raise LabError(f"no host {host} (hosts: {', '.join(BY_NAME)})")
-        res = subprocess.run(["ip", "netns", "exec", self.ns(host), *cmd], capture_output=True, text=True,
-                             timeout=timeout, **kw)
+        res = subprocess.run(self._argv(host, cmd), capture_output=True, text=True, timeout=timeout, **kw)
         if check and res.returncode != 0:
             raise LabError(f"{host}: {' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
         return res
 
     def popen(self, host: str, cmd: list[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *cmd], **kw)
+        return subprocess.Popen(self._argv(host, cmd), **kw)
+
+    def _argv(self, host: str, cmd: list[str]) -> list[str]:
+        if host not in BY_NAME:
+            raise LabError(f"no host {host} (hosts: {', '.join(BY_NAME)})")
+        return ["ip", "netns", "exec", self.ns(host), *cmd]
 
     @property
     def xdp_mode(self) -> str:
         path = self.state_dir / "xdp"
         return path.read_text() if path.exists() else "native"
-
-    def ifindex(self, host: str, ifname: str) -> int:
-        with net.in_netns(self.ns(host)):
-            return socket.if_nametoindex(ifname)
 
     def services_file(self, host: str) -> Path:
         return self.state_dir / host / "services.json"
@@ -233,9 +268,13 @@ class Director:
         self._publish()
 
     def close(self) -> None:
-        with self._inside():
-            self.dp.close()
+        """Detach and free the balancer; works when the lab is already gone too."""
         self.lab.services_file(self.host).unlink(missing_ok=True)
+        if self.lab.ns(self.host) in net.list_netns():
+            with self._inside():
+                self.dp.close()
+        else:
+            self.dp.close()
 
     def _publish(self) -> None:
         """Tell `xdplb lab status` what this director balances (until the daemon can say it)."""

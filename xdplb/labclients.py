@@ -7,12 +7,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import subprocess
 from collections import Counter
 
 from xdplb.lab import BY_NAME, VIP4, VIP6, Lab
 from xdplb.model import Backend, IPAddress, Service
 
 DR_WEIGHTS = {"rs1": 3, "rs2": 2, "rs3": 1}
+# Clients run on CPU 0: a veth hands a frame on on the sender's CPU, so the balancer sees all of
+# them on one CPU too, and rr/wrr (a cursor per CPU) follow one exact sequence whatever the machine.
+ONE_CPU = ["taskset", "-c", "0"]
+STREAM_FORMAT = "%{size_download} %{http_code} %header{x-server}\n"
 
 _UDP_CLIENT = r"""
 import json, socket, sys
@@ -56,19 +61,46 @@ def address_of(name: str, version: int = 4) -> IPAddress:
 def http_names(lab: Lab, target: str, n: int) -> Counter:
     """n requests, each on a new connection; which server answered each."""
     script = f"for i in $(seq {n}); do curl -gs -m 3 {target} || echo FAIL; done"
-    return Counter(lab.exec("client", ["bash", "-c", script], check=True).stdout.split())
+    return Counter(lab.exec("client", [*ONE_CPU, "bash", "-c", script], check=True).stdout.split())
 
 
 def udp_names(lab: Lab, version: int, n: int, size: int, port: int = 9000) -> Counter:
     """n datagrams of `size` bytes, each from a new source port; which server echoed each."""
-    res = lab.exec("client", ["python3", "-c", _UDP_CLIENT, vip(version), str(port), str(n), str(size)], check=True)
+    res = lab.exec("client", [*ONE_CPU, "python3", "-c", _UDP_CLIENT, vip(version), str(port), str(n), str(size)],
+                   check=True)
     return Counter(json.loads(res.stdout))
 
 
+def stream(lab: Lab, version: int = 4) -> subprocess.Popen:
+    """A long download (1 MB at 256 kB/s); its output: `bytes http-code server`."""
+    return lab.popen("client", [*ONE_CPU, "curl", "-gs", "-m", "30", "-o", "/dev/null", "-w", STREAM_FORMAT,
+                                url(version, "/stream")], stdout=subprocess.PIPE, text=True)
+
+
 def wrk(lab: Lab, target: str, seconds: int = 2, connections: int = 16, extra: tuple[str, ...] = ()) -> dict:
-    res = lab.exec("client", ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, target],
-                   check=True, timeout=seconds + 30)
-    out = res.stdout
+    return wrk_parallel(lab, [target], seconds, connections, extra)
+
+
+def wrk_parallel(lab: Lab, targets: list[str], seconds: int = 2, connections: int = 16,
+                 extra: tuple[str, ...] = ()) -> dict:
+    """wrk against each target at once, `connections` split between them; the sums (the worst p99)."""
+    each = max(1, connections // len(targets))
+    procs = [lab.popen("client", ["wrk", "-t2", f"-c{each}", f"-d{seconds}s", "--latency", *extra, t],
+                       stdout=subprocess.PIPE, text=True) for t in targets]
+    runs = [_parse_wrk(p.communicate(timeout=seconds + 30)[0]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"wrk failed against {targets}")
+    p99s = [r["p99_ms"] for r in runs if r["p99_ms"] is not None]
+    return {
+        "requests_per_s": sum(r["requests_per_s"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "p99_ms": max(p99s) if p99s else None,
+        "requests": sum(r["requests"] for r in runs),
+    }
+
+
+def _parse_wrk(out: str) -> dict:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

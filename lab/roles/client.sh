@@ -3,7 +3,6 @@
 . "$(dirname "$0")/common.sh"
 edge=$EDGE
 ip link set lo up
-addr "$edge" edge 10
+addr "$edge" edge "$N"
 no_offload "$edge"
-ip route replace default via 10.99.0.1
-ip -6 route replace default via fd00:99::1
+route_via 10.99.0.1 fd00:99::1

@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
-[ -n "$NAME" ] && [ -n "$N" ] || { echo "--name and --number are required" >&2; exit 2; }
+[ -n "$NAME" ] && [ -n "$N" ] && [ -n "$STATE" ] || { echo "--name, --number and --state are required" >&2; exit 2; }
 
 VIP4=10.100.0.100
 VIP6=fd00:100::100
@@ -33,6 +33,18 @@ addr() {
 	ip link set "$1" up
 	ip addr replace "$(prefix4 "$2").$3/24" dev "$1"
 	ip addr replace "$(prefix6 "$2"):$3/64" dev "$1" nodad
+}
+
+# route_via GW4 GW6: the way to the rest of the lab. A default route in namespaces; on VMs, whose
+# default route is the management network (LAB_ROUTES=prefixes), only the lab's prefixes.
+route_via() {
+	if [ "${LAB_ROUTES:-default}" = prefixes ]; then
+		ip route replace 10.0.0.0/8 via "$1"
+		ip -6 route replace fd00::/8 via "$2"
+	else
+		ip route replace default via "$1"
+		ip -6 route replace default via "$2"
+	fi
 }
 
 # Native XDP drops checksum offload: senders compute full checksums themselves.

@@ -10,8 +10,7 @@ addr "$back" back "$n"
 no_offload "$front"
 no_offload "$back"
 forwarding 1
-ip route replace default via 10.100.0.1
-ip -6 route replace default via fd00:100::1
+route_via 10.100.0.1 fd00:100::1
 if [ "$HOLDS_VIP" = 1 ]; then
 	ip addr replace "$VIP4/32" dev "$front"
 	ip addr replace "$VIP6/128" dev "$front" nodad

@@ -11,6 +11,5 @@ addr "$front" front "$n"
 no_offload "$front"
 ip addr replace "$VIP4/32" dev lo
 ip addr replace "$VIP6/128" dev lo nodad
-ip route replace default via 10.100.0.1
-ip -6 route replace default via fd00:100::1
+route_via 10.100.0.1 fd00:100::1
 "$(dirname "$0")/services.sh" "$NAME" "$STATE" "$VIP4" "$VIP6" "$(prefix4 front).$n" "$(prefix6 front):$n"

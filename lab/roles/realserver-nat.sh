@@ -6,6 +6,5 @@ back=$BACK n=$N
 ip link set lo up
 addr "$back" back "$n"
 no_offload "$back"
-ip route replace default via 10.200.0.1
-ip -6 route replace default via fd00:200::1
+route_via "$BACK_VIP4" "$BACK_VIP6"
 "$(dirname "$0")/services.sh" "$NAME" "$STATE" "$(prefix4 back).$n" "$(prefix6 back):$n"

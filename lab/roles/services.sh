@@ -4,7 +4,7 @@
 # addresses given so replies leave from the address the client asked.
 # usage: services.sh NAME STATE_DIR ADDR...
 set -euo pipefail
-name=$1 state=$2
+name=${1:?name} state=${2:?state directory}
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$state/www" "$state/logs"
@@ -31,8 +31,19 @@ http {
 }
 CONF
 mkdir -p "$state/tmp"
-[ -f "$state/nginx.pid" ] && kill "$(cat "$state/nginx.pid")" 2>/dev/null || true
+
+# stop PIDFILE: end the process a previous run started, and wait until it is gone (it holds the ports)
+stop() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null) || return 0
+	kill "$pid" 2>/dev/null || return 0
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null || true
+}
+stop "$state/nginx.pid"
 nginx -c "$state/nginx.conf" -e "$state/logs/error.log"
-[ -f "$state/echo.pid" ] && kill "$(cat "$state/echo.pid")" 2>/dev/null || true
+stop "$state/echo.pid"
 python3 "$here/udp_echo.py" "$name" 9000 "$@" </dev/null >"$state/logs/echo.log" 2>&1 &
 echo $! > "$state/echo.pid"
+sleep 0.2
+kill -0 "$(cat "$state/echo.pid")" 2>/dev/null || { echo "udp echo did not start: $(cat "$state/logs/echo.log")" >&2; exit 1; }
