@@ -253,6 +253,10 @@ class Director:
             self.mode = self.dp.attach(ifname, self.lab.xdp_mode)
         return self.mode
 
+    def detach(self, ifname: str = "front") -> None:
+        with self._inside():
+            self.dp.detach(ifname)
+
     def set_service(self, service: Service) -> dict[str, int]:
         with self._inside():
             written = self.dp.set_service(service)
