@@ -3,6 +3,7 @@ real peer in another namespace), and used by the data plane."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from collections.abc import Iterator
@@ -77,3 +78,36 @@ def test_datapath_resolves_backends_itself(two_hosts):
         res = dp.simulate(pk.tcp(), ingress_ifindex=lb_link.ifindex)
         assert res.verdict == "TX"
         assert (Ether(res.frame).src, Ether(res.frame).dst) == (lb_link.mac, rs_link.mac)
+
+
+def forget_neighbour(ifindex: int) -> None:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr, contextlib.suppress(NetlinkError):
+        ipr.neigh("del", dst="10.100.0.11", ifindex=ifindex)
+
+
+def test_refresh_follows_a_moved_next_hop_and_keeps_the_last_good_one(two_hosts):
+    from pyroute2 import IPRoute
+
+    from tests.conftest import SMALL
+    from xdplb.datapath import Datapath
+
+    ns, lb_link, rs_link = two_hosts
+    rs_ns = ns.replace("-lb-", "-rs-")
+    new_mac = "02:00:00:00:99:11"
+    with in_netns(ns), Datapath(SMALL) as dp:
+        bes = pk.backends(1)
+        dp.set_service(pk.service(backends=bes))
+        with in_netns(rs_ns), IPRoute() as ipr:  # the real server's NIC is replaced
+            ipr.link("set", index=ipr.link_lookup(ifname="xt-rs")[0], address=new_mac)
+        forget_neighbour(lb_link.ifindex)  # as its expiry would
+        assert dp.refresh_nexthops() == {}
+        assert Ether(dp.simulate(pk.tcp(), ingress_ifindex=lb_link.ifindex).frame).dst == new_mac
+        with in_netns(rs_ns), IPRoute() as ipr:  # now it stops answering: the last good hop stays
+            ipr.link("set", index=ipr.link_lookup(ifname="xt-rs")[0], state="down")
+        forget_neighbour(lb_link.ifindex)
+        failed = dp.refresh_nexthops()
+        assert list(failed) == [bes[0].address] and "did not answer" in failed[bes[0].address]
+        assert Ether(dp.simulate(pk.tcp(), ingress_ifindex=lb_link.ifindex).frame).dst == new_mac
