@@ -94,7 +94,7 @@ def test_refresh_follows_a_moved_next_hop_and_keeps_the_last_good_one(two_hosts)
     from tests.conftest import SMALL
     from xdplb.datapath import Datapath
 
-    ns, lb_link, rs_link = two_hosts
+    ns, lb_link, _ = two_hosts
     rs_ns = ns.replace("-lb-", "-rs-")
     new_mac = "02:00:00:00:99:11"
     with in_netns(ns), Datapath(SMALL) as dp:
