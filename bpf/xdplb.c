@@ -78,14 +78,19 @@ static __always_inline int reopens(struct conn *ct, struct pkt *p)
 }
 
 /* A new flow, or one whose entry is stale: schedule it and remember the choice. */
-static __always_inline struct backend *place(__u32 svc_id, struct service *svc, struct pkt *p,
-					     struct conn *ct, int sim, __u64 now, struct verdict *v)
+static __always_inline struct backend *place(__u32 svc_id, struct pkt *p, struct conn *ct, int sim,
+					     __u64 now, struct verdict *v)
 {
 	int midstream = p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN);
+	struct service *svc = service_conf.lookup(&svc_id);
 	struct backend *be, *won;
 	__u32 be_id = 0;
 	int r;
 
+	if (!svc) {
+		v->reason = CNT_DROP_NO_BACKEND;
+		return NULL;
+	}
 	r = sched_pick(svc_id, svc, p, midstream, sim, &be_id);
 	if (r) {
 		v->reason = r;
@@ -122,7 +127,6 @@ static __always_inline struct backend *place(__u32 svc_id, struct service *svc, 
 
 static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
 {
-	struct service *svc;
 	struct backend *be = NULL;
 	struct conn *ct;
 	__u32 svc_id = 0;
@@ -135,11 +139,6 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		return XDP_PASS;
 	}
 	v->service = svc_id;
-	svc = service_conf.lookup(&svc_id);
-	if (!svc) {
-		v->reason = CNT_DROP_NO_BACKEND;
-		return XDP_DROP;
-	}
 	now = bpf_jiffies64();
 	ct = conntrack.lookup(&p->key);
 	if (ct) {
@@ -155,7 +154,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		if (!sim)
 			ct_refresh(ct, p, now);
 	} else {
-		be = place(svc_id, svc, p, ct, sim, now, v);
+		be = place(svc_id, p, ct, sim, now, v);  /* the service's tables: only a miss needs them */
 		if (!be)
 			return XDP_DROP;
 	}

@@ -9,11 +9,11 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet
 
+from xdplb.lab import BY_NAME, VIP4, VIP6
 from xdplb.model import Backend, Service
 from xdplb.net import Nexthop
 
-VIP4, VIP6 = "10.100.0.100", "fd00:100::100"
-CLIENT4, CLIENT6 = "10.99.0.10", "fd00:99::10"
+CLIENT4, CLIENT6 = BY_NAME["client"].address("edge", 4), BY_NAME["client"].address("edge", 6)
 ROUTER_MAC = "02:00:00:63:00:01"   # the router, as the sender of client traffic
 LB_MAC = "02:00:00:64:00:02"       # the director
 LO_IFINDEX = 1                     # BPF_PROG_TEST_RUN's default ingress device

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from xdplb.labclients import DR_WEIGHTS, address_of, dr_service, http_names, stream, udp_names, url, wrk
+from xdplb.labclients import DR_WEIGHTS, address_of, dr_service, http_names, stream, udp_names, url, wrk_parallel
 
 pytestmark = pytest.mark.lab
 
@@ -41,7 +41,7 @@ def test_udp_echo_and_exact_counters(lb, version):
 def test_wrk_through_the_balancer(lb):
     svc = dr_service()
     lb.set_service(svc)
-    result = wrk(lb.lab, url(4), seconds=2, connections=12, extra=("-H", "Connection: close"))
+    result = wrk_parallel(lb.lab, [url(4)], seconds=2, connections=12, extra=("-H", "Connection: close"))
     assert result["requests"] > 500
     assert result["socket_errors"] == 0 and result["non_2xx"] == 0
     conns = {n: lb.dp.backend_stats(svc.key)[address_of(n)]["conns"] for n in DR_WEIGHTS}

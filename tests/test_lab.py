@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from xdplb import net
-from xdplb.lab import HOSTS, Lab, alive
+from xdplb.lab import BY_NAME, HOSTS, ROLES, Lab, alive, all_prefixes
 
 pytestmark = pytest.mark.lab
 
@@ -40,6 +40,7 @@ def test_up_twice_then_down_leaves_nothing(lab):  # (lab: only to skip without r
         lab.up("generic")
         lab.up("generic")  # idempotent: rebuilt, not doubled
         assert sum(n.startswith(f"{lab.prefix}-") for n in net.list_netns()) == len(HOSTS) + 1
+        assert lab.prefix in all_prefixes()  # what `xdplb lab down --all` takes down
         pids = net.namespace_pids(lab.ns("rs1"))
         assert len(pids) >= 3  # nginx master and worker, the echo service: once, not twice
         assert len([p for p in pids if "nginx: master" in Path(f"/proc/{p}/cmdline").read_text()]) == 1
@@ -48,6 +49,32 @@ def test_up_twice_then_down_leaves_nothing(lab):  # (lab: only to skip without r
     assert not [n for n in net.list_netns() if n.startswith(f"{lab.prefix}-")]
     assert not lab.state_dir.exists()
     assert not [p for p in pids if alive(p)]
+    assert lab.prefix not in all_prefixes()
+
+
+def test_sigterm_runs_the_cleanup(tmp_path):
+    """exit_on_signals: a SIGTERM unwinds like Ctrl-C, so the `finally` that takes a lab down runs."""
+    done = tmp_path / "cleaned"
+    code = ("import time; from xdplb.lab import exit_on_signals; exit_on_signals(); print('ready', flush=True)\n"
+            f"try:\n    time.sleep(60)\nfinally:\n    open({str(done)!r}, 'w').write('yes')")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.terminate()
+    proc.wait(timeout=10)
+    assert done.read_text() == "yes"
+
+
+def test_vm_routes_keep_the_management_default_route(lab):
+    """On VMs (LAB_ROUTES=prefixes) the role scripts route only the lab's prefixes via the lab."""
+    args = " ".join(BY_NAME["client"].role_args(lab.state_dir / "client"))
+    res = lab.exec("client", ["bash", "-c", "ip route replace default via 10.99.0.99 && LAB_ROUTES=prefixes "
+                              f"bash {ROLES}/client.sh {args} && ip route"], check=True)
+    try:
+        assert "default via 10.99.0.99" in res.stdout  # the stand-in management route stayed
+        assert "10.0.0.0/8 via 10.99.0.1" in res.stdout
+    finally:
+        lab.exec("client", ["bash", "-c", "ip route del 10.0.0.0/8; ip -6 route del fd00::/8; "
+                                          "ip route replace default via 10.99.0.1"], check=True)
 
 
 def test_cli_status_shows_hosts_xdp_and_services(lb):

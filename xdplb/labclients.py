@@ -77,10 +77,6 @@ def stream(lab: Lab, version: int = 4) -> subprocess.Popen:
                                 url(version, "/stream")], stdout=subprocess.PIPE, text=True)
 
 
-def wrk(lab: Lab, target: str, seconds: int = 2, connections: int = 16, extra: tuple[str, ...] = ()) -> dict:
-    return wrk_parallel(lab, [target], seconds, connections, extra)
-
-
 def wrk_parallel(lab: Lab, targets: list[str], seconds: int = 2, connections: int = 16,
                  extra: tuple[str, ...] = ()) -> dict:
     """wrk against each target at once, `connections` split between them; the sums (the worst p99)."""

@@ -50,6 +50,12 @@ _libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRun
 _libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 
 
+def _test_run(prog_fd: int, opts: object) -> None:
+    if _libbpf.bpf_prog_test_run_opts(prog_fd, opts) != 0:
+        err = ctypes.get_errno() or errno.EINVAL
+        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+
+
 @dataclass(frozen=True)
 class RunResult:
     action: int          # XDP verdict
@@ -91,9 +97,7 @@ class XdpRunner:
         o = self._opts
         o.data_size_in, o.data_size_out = size, ctypes.sizeof(self._out)
         o.ctx_size_out, o.repeat = ctypes.sizeof(XdpMd), repeat
-        if _libbpf.bpf_prog_test_run_opts(self._fd, self._ref) != 0:
-            err = ctypes.get_errno() or errno.EINVAL
-            raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+        _test_run(self._fd, self._ref)
 
     def run(self, frame: bytes, *, meta: bytes = b"", ingress_ifindex: int = 0, repeat: int = 1) -> RunResult:
         """One BPF_PROG_TEST_RUN. With repeat > 1 the kernel reruns the already rewritten buffer."""
@@ -111,9 +115,7 @@ class XdpRunner:
         opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(data), data_size_in=len(frame),
                             ctx_in=ctypes.addressof(ctx), ctx_size_in=ctypes.sizeof(XdpMd), repeat=repeat,
                             flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=batch_size)
-        if _libbpf.bpf_prog_test_run_opts(self._fd, ctypes.byref(opts)) != 0:
-            err = ctypes.get_errno() or errno.EINVAL
-            raise OSError(err, f"BPF_PROG_TEST_RUN (live frames): {os.strerror(err)}")
+        _test_run(self._fd, ctypes.byref(opts))
 
     def durations(self, frames: Iterable[bytes]) -> list[int]:
         """The kernel's time for each frame, run once each: the benchmark loop, kept lean."""
