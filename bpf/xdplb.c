@@ -1,6 +1,7 @@
 /* xdplb: the XDP balancer. This file is only the pipeline:
- *   parse -> service lookup (exact, then port 0) -> connection lookup -> scheduler on a miss ->
- *   connection insert -> forward (DR) -> one counted exit.
+ *   parse -> service lookup (exact, then port 0) -> connection lookup (established, then half-open)
+ *   -> on a miss: persistence template, then the scheduler -> connection insert (a SYN into the
+ *   half-open table) -> forward (DR) -> one counted exit.
  * A frame carrying struct sim_meta in its XDP metadata is simulated: it is parsed, looked up,
  * scheduled and rewritten like any other, but inserts no connection, moves no cursor and counts
  * nothing; the decision is written back into the metadata. */
@@ -19,6 +20,7 @@
 #include "lib/hash.h"
 #include "lib/sched.h"
 #include "lib/conntrack.h"
+#include "lib/persist.h"
 #include "lib/forward.h"
 
 struct verdict {
@@ -77,12 +79,44 @@ static __always_inline int reopens(struct conn *ct, struct pkt *p)
 	return (p->tcp_flags & TCP_FLAG_SYN) && ct->state == CT_CLOSING;
 }
 
+/* A known entry, from the connection table or else (TCP only) the half-open one. */
+struct known {
+	struct conn *ct;
+	struct backend *be;       /* its backend while it is live, else NULL: the flow is placed again */
+	int table;                /* enum ct_table */
+	int counted;              /* its counts sit on the backend it names (that backend still exists) */
+	int stale;                /* why a known entry is placed again: CNT_CONN_EXPIRED, _RESCHEDULED, or 0 */
+};
+
+/* The persistence template, else the scheduler; a persistent service remembers the choice. */
+static __always_inline int choose(struct xdp_md *ctx, __u32 svc_id, struct service *svc, struct pkt *p,
+				  int midstream, int sim, __u64 now, __u32 *be_id)
+{
+	int persistent = svc->flags & SVC_F_PERSISTENT;
+	struct backend *be;
+	int r;
+
+	if (persistent && persist_pick(svc_id, svc, p, now, sim, be_id)) {
+		if (!sim)
+			count(CNT_PERSIST_HIT);
+		return 0;
+	}
+	r = sched_pick(ctx, svc_id, svc, p, midstream, sim, be_id);
+	if (r || !persistent || sim)
+		return r;
+	be = backends.lookup(be_id);
+	if (be)
+		persist_save(svc_id, svc, p, now, *be_id, be->gen);
+	return 0;
+}
+
 /* A new flow, or one whose entry is stale: schedule it and remember the choice. */
-static __always_inline struct backend *place(__u32 svc_id, struct pkt *p, struct conn *ct, int sim,
-					     __u64 now, struct verdict *v)
+static __always_inline struct backend *place(struct xdp_md *ctx, __u32 svc_id, struct pkt *p, struct known *k,
+					     int sim, __u64 now, struct verdict *v)
 {
 	int midstream = p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCP_FLAG_SYN);
 	struct service *svc = service_conf.lookup(&svc_id);
+	struct conn fresh = {}, *ct = k->ct;
 	struct backend *be, *won;
 	__u32 be_id = 0;
 	int r;
@@ -91,7 +125,7 @@ static __always_inline struct backend *place(__u32 svc_id, struct pkt *p, struct
 		v->reason = CNT_DROP_NO_BACKEND;
 		return NULL;
 	}
-	r = sched_pick(svc_id, svc, p, midstream, sim, &be_id);
+	r = choose(ctx, svc_id, svc, p, midstream, sim, now, &be_id);
 	if (r) {
 		v->reason = r;
 		return NULL;
@@ -105,31 +139,77 @@ static __always_inline struct backend *place(__u32 svc_id, struct pkt *p, struct
 	v->backend = be_id;
 	if (sim)
 		return be;
+	if (k->stale)
+		count(k->stale);
+	if (ct && k->table == CT_TABLE_SYN) {
+		ct_drop_syn(ct, p, k->counted);
+		ct = NULL;
+	}
 	if (ct) {
-		ct_reassign(ct, p, be_id, be->gen, now);
+		ct_reassign(ct, p, be_id, be->gen, now, k->counted);
 		return be;
 	}
 	/* A FIN or RST of a flow we never saw ends it: forward it, remember nothing. */
 	if (midstream && (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
 		return be;
-	ct = ct_insert(p, svc_id, be_id, be->gen, now);
+	fresh.last_seen = now;
+	fresh.state = ct_initial_state(p);
+	fresh.backend = be_id;
+	fresh.service = svc_id;
+	fresh.be_gen = be->gen;
+	ct = ct_insert(fresh.state == CT_NEW ? CT_TABLE_SYN : CT_TABLE_MAIN, p, &fresh);
 	if (!ct)
 		return be;
 	won = conn_backend(ct);
-	if (!won) {
-		ct_reassign(ct, p, be_id, be->gen, now);
+	if (!won)
 		return be;
-	}
 	v->reason = CNT_CONN_HIT;
 	v->backend = ct->backend;
 	return won;
 }
 
+/* Finds the flow's entry and decides whether it still holds: not expired, its backend there (or
+ * else, without expire_nodest, its packets are dropped), not a closed flow opened again. */
+static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct settings *s, __u64 now, int sim,
+				       struct known *k)
+{
+	struct service *svc;
+	struct conn *ct;
+
+	k->table = CT_TABLE_MAIN;
+	ct = conntrack.lookup(&p->key);
+	if (!ct && p->key.proto == IPPROTO_TCP) {
+		k->table = CT_TABLE_SYN;
+		ct = conn_syn.lookup(&p->key);
+	}
+	k->ct = ct;
+	if (!ct)
+		return 0;
+	k->be = conn_backend(ct);
+	k->counted = k->be != NULL;
+	if (ct_expired(ct, s, p->key.proto, now)) {
+		k->be = NULL;
+		k->stale = CNT_CONN_EXPIRED;
+		return 0;
+	}
+	if (!k->be) {
+		svc = service_conf.lookup(&svc_id);
+		if (svc && !(svc->flags & SVC_F_EXPIRE_NODEST))
+			return CNT_DROP_NODEST;
+		k->stale = CNT_CONN_RESCHEDULED;
+		return 0;
+	}
+	if (reopens(ct, p))
+		k->be = NULL;
+	return 0;
+}
+
 static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
 {
-	struct backend *be = NULL;
-	struct conn *ct;
-	__u32 svc_id = 0;
+	struct known k = {};
+	struct backend *be;
+	struct settings *s;
+	__u32 svc_id = 0, zero = 0;
 	__u64 now;
 	int act, r;
 
@@ -139,22 +219,26 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		return XDP_PASS;
 	}
 	v->service = svc_id;
-	now = bpf_jiffies64();
-	ct = conntrack.lookup(&p->key);
-	if (ct) {
-		be = conn_backend(ct);
-		if (!be && !sim)
-			count(CNT_CONN_RESCHEDULED);
-		else if (be && reopens(ct, p))
-			be = NULL;
+	s = settings.lookup(&zero);
+	if (!s)
+		return XDP_PASS;
+	now = bpf_jiffies64() + s->clock_offset;
+	r = lookup_conn(svc_id, p, s, now, sim, &k);
+	if (r) {
+		v->reason = r;
+		return XDP_DROP;
 	}
+	be = k.be;
 	if (be) {
 		v->reason = CNT_CONN_HIT;
-		v->backend = ct->backend;
-		if (!sim)
-			ct_refresh(ct, p, now);
+		v->backend = k.ct->backend;
+		if (!sim && k.table == CT_TABLE_SYN && ct_next_state(CT_NEW, p) == CT_ESTABLISHED &&
+		    k.ct->state == CT_NEW)
+			ct_promote(k.ct, p, now);
+		else if (!sim)
+			ct_refresh(k.ct, p, now);
 	} else {
-		be = place(svc_id, p, ct, sim, now, v);  /* the service's tables: only a miss needs them */
+		be = place(ctx, svc_id, p, &k, sim, now, v);  /* the service's tables: only a miss needs them */
 		if (!be)
 			return XDP_DROP;
 	}
@@ -203,4 +287,24 @@ int xdplb_main(struct xdp_md *ctx)
 	if (!v.reason)
 		act = balance(ctx, &p, sim, &v);
 	return finish(ctx, act, sim, &v);
+}
+
+/* The scanner (sched.h, scan_request): answers the balancer's question in the per-CPU
+ * scratch entry and hands the frame back to it. */
+int xdplb_lc(struct xdp_md *ctx)
+{
+	struct lc_scan *sc;
+	struct service *svc;
+	__u32 zero = 0, svc_id, best = 0;
+
+	sc = lc_scratch.lookup(&zero);
+	if (!sc)
+		return XDP_PASS;
+	svc_id = sc->svc;
+	svc = service_conf.lookup(&svc_id);
+	sc->reason = svc ? scan_pick(svc_id, svc, sc, &best) : CNT_DROP_NO_BACKEND;
+	sc->best = best;
+	sc->ready = 1;
+	lc_progs.call(ctx, LC_PROG_MAIN);
+	return XDP_PASS;  /* the balancer is not in the table: never happens once loaded */
 }

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from bcc import BPF
 
-from xdplb import kernel, maglev, schedule
+from xdplb import conntable, kernel, maglev, schedule
 from xdplb.cenum import enum_values, header_enums
-from xdplb.model import IPAddress, SchedFlag, Scheduler, Service
+from xdplb.model import Backend, IPAddress, Method, SchedFlag, Scheduler, Service, Timeouts
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
 from xdplb.testrun import RunResult, XdpRunner
 
@@ -40,6 +40,16 @@ CONN_STATES = {v: k for k, v in enum_values(STRUCTS_H, "xdplb_conn_state", "CT_"
 _SVC_FLAGS = enum_values(STRUCTS_H, "xdplb_svc_flag", "SVC_F_")
 _BE_ACTIVE = enum_values(STRUCTS_H, "xdplb_backend_flag", "BE_F_")["active"]
 _FAMILY = header_enums(STRUCTS_H)["xdplb_family"]
+_LC_PROGS = {"scan": 0, "main": 1}  # enum lc_prog, bpf/lib/sched.h
+# The lc family's rank numbers (struct service rank_*): active, inactive, plus, weighted, idle_first.
+_RANKS = {
+    Scheduler.LC: (256, 1, 0, 0, 0),
+    Scheduler.WLC: (256, 1, 0, 1, 0),
+    Scheduler.SED: (1, 0, 1, 1, 0),
+    Scheduler.NQ: (1, 0, 1, 1, 1),
+    Scheduler.FO: (0, 0, 1, 1, 0),
+}
+LC_MAX_LOADABLE = 1024  # the most backends the verifier accepts in the lc scan here (kernel 6.18)
 _SIM_MAGIC = int(re.search(r"#define XDPLB_SIM_MAGIC (0x[0-9a-f]+)", STRUCTS_H.read_text()).group(1), 16)
 _NONE = 0xFFFFFFFF
 _INCLUDE = re.compile(r'^#include "([^"]+)"\s*$')
@@ -60,8 +70,11 @@ class Sizes:
     ring_max: int = maglev.DEFAULT_SIZE
     seq_max: int = 4096
     conn_max: int = 1 << 20
+    syn_max: int = 1 << 18
+    persist_max: int = 1 << 18
     max_tx_ports: int = 64
     max_exthdr: int = 4
+    lc_max: int = LC_MAX_LOADABLE
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -71,6 +84,8 @@ class Sizes:
             raise ValueError(f"seq_max must hold sh's {schedule.SH_BUCKETS} buckets")
         if self.ring_max < 7:
             raise ValueError("ring_max must be at least 7")
+        if self.lc_max > LC_MAX_LOADABLE:
+            raise ValueError(f"lc_max above {LC_MAX_LOADABLE} does not pass the verifier")
 
     def cflags(self) -> list[str]:
         return [f"-DXDPLB_{f.name.upper()}={getattr(self, f.name)}" for f in fields(self)]
@@ -86,6 +101,7 @@ class _Backend:
     gen: int
     weight: int
     nexthop: Nexthop
+    model: Backend
 
 
 @dataclass
@@ -105,6 +121,16 @@ class Simulation:
     reason: str
     service: Service | None
     backend: IPAddress | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one sweeper pass did."""
+
+    expired: int                 # connections deleted after their idle timeout
+    templates_expired: int       # persistence templates deleted
+    corrected: int               # backends whose counts were corrected
+    evicted: dict[str, int]      # entries the LRU evicted so far, per table
 
 
 @dataclass(frozen=True)
@@ -200,11 +226,21 @@ class Datapath:
         src = program_source(BPF_DIR / "xdplb.c")
         self._bpf = BPF(text=src.encode(), cflags=self.sizes.cflags())
         self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
+        self._lc_prog = self._bpf.load_func(b"xdplb_lc", BPF.XDP)
         self.runner = XdpRunner(self.prog.fd)
         self.maps = {name: self._bpf[name.encode()] for name in (
-            "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack",
-            "tx_ports", "counters", "svc_stats", "be_stats", "sim_layout")}
+            "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack", "conn_syn",
+            "persist", "be_load", "be_fix", "settings", "lc_scratch", "lc_progs", "tx_ports", "counters",
+            "svc_stats", "be_stats", "sim_layout")}
+        progs = self.maps["lc_progs"]
+        progs[ct.c_int(_LC_PROGS["scan"])] = ct.c_int(self._lc_prog.fd)
+        progs[ct.c_int(_LC_PROGS["main"])] = ct.c_int(self.prog.fd)
+        self._timeouts = Timeouts()
+        self._clock_offset = 0
+        self._write_settings()
+        self._removed = {"conntrack": 0, "conn_syn": 0}  # entries Python deleted, for eviction accounting
         self._services: dict[tuple, _Service] = {}
+        self._endpoints: dict[tuple, tuple] = {}  # (protocol, VIP, port) -> key of the service it belongs to
         self._free_services = list(range(self.sizes.max_services))  # heaps: the lowest free id first
         self._free_backends = list(range(self.sizes.max_backends))
         self._gens = [0] * self.sizes.max_backends
@@ -268,6 +304,9 @@ class Datapath:
                 old.conf = b""
             raise
         self._services[service.key] = new
+        for ep in old.model.all_endpoints if old else ():
+            self._endpoints.pop(ep, None)
+        self._endpoints.update(dict.fromkeys(service.all_endpoints, service.key))
         for addr, slot in (old.backends.items() if old else ()):
             if addr not in new.backends:
                 self._free_backend(slot)
@@ -276,7 +315,9 @@ class Datapath:
 
     def remove_service(self, key: tuple) -> None:
         state = self._services[key]
-        del self.maps["services"][self._vip_key(state.model)]
+        for ep in state.model.all_endpoints:
+            del self.maps["services"][self._vip_key(*ep)]
+            del self._endpoints[ep]
         self.maps["service_conf"][ct.c_uint32(state.id)] = self.maps["service_conf"].Leaf()
         del self._services[key]
         for slot in state.backends.values():
@@ -300,10 +341,20 @@ class Datapath:
         return failed
 
     def _check_limits(self, service: Service, old: _Service | None) -> None:
+        if service.method != Method.DR:
+            raise ConfigError(f"forwarding method {service.method} is not available yet (DR is)")
         if old is None and not self._free_services:
             raise ConfigError(f"service limit reached ({self.sizes.max_services})")
-        if old is None and len(self._services) >= self.sizes.max_vips:
+        for ep in service.all_endpoints:
+            owner = self._endpoints.get(ep)
+            if owner is not None and owner != service.key:
+                raise ConfigError(f"{ep[0]}/{ep[1]}:{ep[2]} already belongs to service {self._services[owner].model}")
+        keys = len(self._endpoints) - (len(old.model.all_endpoints) if old else 0) + len(service.all_endpoints)
+        if keys > self.sizes.max_vips:
             raise ConfigError(f"virtual address limit reached ({self.sizes.max_vips})")
+        if service.scheduler.least_connection and len(service.backends) > self.sizes.lc_max:
+            raise ConfigError(f"{service.scheduler} scans at most {self.sizes.lc_max} backends per service "
+                              f"(the verifier bounds the scan); this one has {len(service.backends)}")
         if service.ring_size > self.sizes.ring_max:
             raise ConfigError(f"ring_size {service.ring_size} exceeds the compiled maximum {self.sizes.ring_max}")
         if len(service.backends) > self.sizes.seq_max:
@@ -337,11 +388,11 @@ class Datapath:
         for b in service.backends:
             known = old.backends.get(b.address) if old else None
             if known:
-                new.backends[b.address] = _Backend(known.id, known.gen, b.weight, hops[b.address])
+                new.backends[b.address] = _Backend(known.id, known.gen, b.weight, hops[b.address], b)
             else:
                 bid = heapq.heappop(self._free_backends)
                 self._gens[bid] = (self._gens[bid] + 1) & 0xFFFF
-                new.backends[b.address] = _Backend(bid, self._gens[bid], b.weight, hops[b.address])
+                new.backends[b.address] = _Backend(bid, self._gens[bid], b.weight, hops[b.address], b)
         ids = np.array([new.backends[b.address].id for b in service.backends], dtype=np.uint32)
         usable = [b.weight if hops[b.address].ifindex else 0 for b in service.backends]
         if service.scheduler != Scheduler.SH:  # sh places mid-stream flows by its own source table
@@ -351,7 +402,7 @@ class Datapath:
             new.seq = ids[np.asarray(schedule.sh(usable), dtype=np.intp)]
         elif service.scheduler == Scheduler.WRR:
             new.seq = ids[np.asarray(schedule.wrr(usable, self.sizes.seq_max), dtype=np.intp)]
-        elif service.scheduler == Scheduler.RR:
+        elif service.scheduler == Scheduler.RR or service.scheduler.least_connection:
             new.seq = ids[np.asarray(schedule.rr(usable), dtype=np.intp)]
         new.conf = bytes(self._conf(new))
         return new
@@ -373,10 +424,11 @@ class Datapath:
         written = {"backends": 0, "rings": 0, "seqs": 0}
         for addr, slot in new.backends.items():
             known = old.backends.get(addr) if old else None
-            if known and (known.weight, known.nexthop) == (slot.weight, slot.nexthop):
+            if known and (known.nexthop, known.model) == (slot.nexthop, slot.model):
                 continue
             if not known:
-                self.maps["be_stats"].clearitem(ct.c_uint32(slot.id))
+                for table in ("be_stats", "be_load", "be_fix"):
+                    self.maps[table].clearitem(ct.c_uint32(slot.id))
             self._write_backend(new.id, addr, slot)
             written["backends"] += 1
         empty = np.empty(0, np.uint32)
@@ -385,8 +437,12 @@ class Datapath:
         written["seqs"] = self._write_rows("seqs", new.id * self.sizes.seq_max, old.seq if old else empty, new.seq)
         if not old or old.conf != new.conf:
             self.maps["service_conf"][ct.c_uint32(new.id)] = self.maps["service_conf"].Leaf.from_buffer_copy(new.conf)
-        if not old:
-            self.maps["services"][self._vip_key(new.model)] = ct.c_uint32(new.id)
+        before = set(old.model.all_endpoints) if old else set()
+        for ep in new.model.all_endpoints:
+            if ep not in before:
+                self.maps["services"][self._vip_key(*ep)] = ct.c_uint32(new.id)
+        for ep in before - set(new.model.all_endpoints):
+            del self.maps["services"][self._vip_key(*ep)]
         return written
 
     def _tx_slot(self, ifindex: int) -> int:
@@ -426,6 +482,8 @@ class Datapath:
         be.dmac = type(be.dmac).from_buffer_copy(mac_bytes(slot.nexthop.dmac))
         be.smac = type(be.smac).from_buffer_copy(mac_bytes(slot.nexthop.smac))
         be.gen = slot.gen
+        be.u_threshold = slot.model.upper_threshold
+        be.l_threshold = slot.model.lower_threshold
         table[ct.c_uint32(slot.id)] = be
 
     def _write_rows(self, name: str, base: int, old: np.ndarray, new: np.ndarray) -> int:
@@ -447,17 +505,29 @@ class Datapath:
         conf.method = METHODS[svc.method.value]
         if svc.sched_flags & {SchedFlag.SH_PORT, SchedFlag.MH_PORT}:
             conf.flags |= _SVC_FLAGS["hash_sport"]
+        if svc.expire_nodest:
+            conf.flags |= _SVC_FLAGS["expire_nodest"]
+        if any(b.upper_threshold for b in svc.backends):
+            conf.flags |= _SVC_FLAGS["thresholds"]
+        if svc.persistence:
+            conf.flags |= _SVC_FLAGS["persistent"]
+            conf.persist_timeout = svc.persistence.timeout * kernel.hz()
+            prefix = svc.vip.max_prefixlen if svc.persistence.netmask is None else svc.persistence.netmask
+            mask = ipaddress.ip_network(f"{svc.vip}/{prefix}", strict=False).netmask
+            conf.persist_mask = _addr_words(type(conf.persist_mask), mask)
         conf.ring_size = len(state.ring)
         conf.seq_size = len(state.seq)
         conf.backend_count = len(svc.backends)
+        (conf.rank_active, conf.rank_inactive, conf.rank_plus, conf.rank_weighted,
+         conf.rank_idle_first) = _RANKS.get(svc.scheduler, (0, 0, 0, 0, 0))
         return conf
 
-    def _vip_key(self, svc: Service) -> ct.Structure:
+    def _vip_key(self, protocol, vip: IPAddress, port: int) -> ct.Structure:
         key = self.maps["services"].Key()
-        key.addr = _addr_words(type(key.addr), svc.vip)
-        key.port = socket.htons(svc.port)
-        key.proto = svc.protocol.number
-        key.family = _family(svc.vip)
+        key.addr = _addr_words(type(key.addr), vip)
+        key.port = socket.htons(port)
+        key.proto = protocol.number
+        key.family = _family(vip)
         return key
 
     # ---- reading ---------------------------------------------------------------------------
@@ -480,26 +550,183 @@ class Datapath:
         return {slot.id: (s.id, slot.gen, addr) for s in self._services.values() for addr, slot in s.backends.items()}
 
     def connections(self) -> Iterator[Connection]:
-        """The connection table, like `ipvsadm -Lc`. An entry whose backend is gone (its next packet
-        will be rescheduled) shows no backend."""
+        """Both connection tables, like `ipvsadm -Lc`. An entry whose backend is gone (its next packet
+        will be rescheduled) shows no backend; expired entries not yet swept are left out."""
         owners = self._backend_by_id()
-        now, hz = kernel.jiffies(), kernel.hz()
+        now, hz = self.now(), kernel.hz()
+        timeouts = self._timeout_jiffies()
         protos = {6: "TCP", 17: "UDP"}
-        for k, v in self.maps["conntrack"].items_lookup_batch():
-            owner = owners.get(v.backend)
-            live = owner is not None and owner[:2] == (v.service, v.be_gen)
-            yield Connection(
-                protocol=protos.get(k.proto, str(k.proto)),
-                client=(_addr_of(k.saddr, k.family), socket.ntohs(k.sport)),
-                virtual=(_addr_of(k.daddr, k.family), socket.ntohs(k.dport)),
-                backend=owner[2] if live else None,
-                state=CONN_STATES.get(v.state, str(v.state)).upper(),
-                idle_s=max(0, now - v.last_seen) / hz,
-            )
+        for name in ("conntrack", "conn_syn"):
+            for k, v in self.maps[name].items_lookup_batch():
+                if conntable.expired(np.array([v.last_seen]), np.array([v.state]), np.array([k.proto]),
+                                     now, timeouts)[0]:
+                    continue
+                owner = owners.get(v.backend)
+                live = owner is not None and owner[:2] == (v.service, v.be_gen)
+                yield Connection(
+                    protocol=protos.get(k.proto, str(k.proto)),
+                    client=(_addr_of(k.saddr, k.family), socket.ntohs(k.sport)),
+                    virtual=(_addr_of(k.daddr, k.family), socket.ntohs(k.dport)),
+                    backend=owner[2] if live else None,
+                    state=CONN_STATES.get(v.state, str(v.state)).upper(),
+                    idle_s=max(0, now - v.last_seen) / hz,
+                )
 
     def flush_connections(self) -> int:
-        """Forget every connection (`ipvsadm -C` for the table only); returns how many there were."""
-        return sum(1 for _ in self.maps["conntrack"].items_lookup_and_delete_batch())
+        """Forget every connection and persistence template (`ipvsadm -C` for the tables only);
+        returns how many connections there were. Every backend's counts start again from zero."""
+        gone = 0
+        for name in ("conntrack", "conn_syn"):
+            n = sum(1 for _ in self.maps[name].items_lookup_and_delete_batch())
+            self._removed[name] += n
+            gone += n
+        self.maps["persist"].items_delete_batch()
+        for name in ("be_load", "be_fix"):
+            for slot in self._backend_by_id():
+                self.maps[name].clearitem(ct.c_uint32(slot))
+        return gone
+
+    def backend_counts(self, key: tuple) -> dict[IPAddress, tuple[int, int]]:
+        """Each backend's (ActiveConn, InActConn) as the schedulers see them: the data plane's counts
+        plus the sweeper's correction."""
+        load, fix = self.maps["be_load"], self.maps["be_fix"]
+        out = {}
+        for addr, slot in self._services[key].backends.items():
+            n, f = load[ct.c_uint32(slot.id)].n, fix[ct.c_uint32(slot.id)]
+            out[addr] = (max(0, n.active + f.active), max(0, n.inactive + f.inactive))
+        return out
+
+    # ---- time and the sweeper ---------------------------------------------------------------
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    def set_timeouts(self, timeouts: Timeouts) -> None:
+        """ipvsadm --set: the idle timeouts, applied at once to every entry."""
+        self._timeouts = timeouts
+        self._write_settings()
+
+    def shift_clock(self, seconds: float) -> None:
+        """Moves the data plane's clock forward (tests of timeouts; 0 in service)."""
+        self._clock_offset += round(seconds * kernel.hz())
+        self._write_settings()
+
+    def now(self) -> int:
+        """The data plane's clock, in jiffies."""
+        return kernel.jiffies() + self._clock_offset
+
+    def _timeout_jiffies(self) -> np.ndarray:
+        t = self._timeouts
+        order = sorted(conntable.TIMEOUT, key=conntable.TIMEOUT.get)
+        return np.array([getattr(t, name) * kernel.hz() for name in order], dtype=np.int64)
+
+    def _write_settings(self) -> None:
+        table = self.maps["settings"]
+        conf = table.Leaf()
+        conf.clock_offset = self._clock_offset
+        for i, v in enumerate(self._timeout_jiffies()):
+            conf.timeout[i] = int(v)
+        table[ct.c_uint32(0)] = conf
+
+    def _dump(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A whole table as two structured arrays (keys, values), BCC's types as numpy dtypes."""
+        table = self.maps[name]
+        pairs = list(table.items_lookup_batch())
+        keys = np.frombuffer(b"".join(bytes(k) for k, _ in pairs), dtype=np.dtype(table.Key))
+        values = np.frombuffer(b"".join(bytes(v) for _, v in pairs), dtype=np.dtype(table.Leaf))
+        return keys, values
+
+    def _delete(self, name: str, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        table = self.maps[name]
+        buf = np.ascontiguousarray(keys)
+        table.items_delete_batch((table.Key * len(keys)).from_buffer(buf))
+
+    def sweep(self) -> Sweep:
+        """What IPVS's timers do, in one pass: deletes expired connections and persistence
+        templates, keeps the templates of live connections alive, and recounts every backend's
+        connections from the tables, correcting the data plane's counts (LRU evictions and idle
+        expiry have no hook to count them down). A connection that wakes up between the read and
+        the delete is placed again as a flow met mid-stream; the window is one pass."""
+        now, timeouts = self.now(), self._timeout_jiffies()
+        size = self.sizes.max_backends
+        active, inactive = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        expired_n, live_per_table = 0, {}
+        live_keys = []
+        for name in ("conntrack", "conn_syn"):
+            keys, vals = self._dump(name)
+            dead = conntable.expired(vals["last_seen"], vals["state"], keys["proto"], now, timeouts)
+            self._delete(name, keys[dead])
+            self._removed[name] += int(dead.sum())
+            expired_n += int(dead.sum())
+            keys, vals = keys[~dead], vals[~dead]
+            live_per_table[name] = len(keys)
+            a, i = conntable.counts(vals["backend"].astype(np.int64), vals["state"], keys["proto"], size)
+            active += a
+            inactive += i
+            live_keys.append((keys, vals))
+        corrected = self._correct_counts(active, inactive)
+        templates = self._sweep_templates(now, live_keys)
+        return Sweep(expired=expired_n, templates_expired=templates, corrected=corrected,
+                     evicted=self.evictions(live_per_table))
+
+    def _correct_counts(self, active: np.ndarray, inactive: np.ndarray) -> int:
+        """Sets each backend's correction so that counts plus correction equal the recount."""
+        load, fix = self.maps["be_load"], self.maps["be_fix"]
+        changed = 0
+        for bid in self._backend_by_id():
+            n, f = load[ct.c_uint32(bid)].n, fix[ct.c_uint32(bid)]
+            want_a, want_i = int(active[bid]) - n.active, int(inactive[bid]) - n.inactive
+            if (f.active, f.inactive) != (want_a, want_i):
+                fix[ct.c_uint32(bid)] = fix.Leaf(active=want_a, inactive=want_i)
+                changed += 1
+        return changed
+
+    def _sweep_templates(self, now: int, live: list[tuple[np.ndarray, np.ndarray]]) -> int:
+        """Deletes expired templates, except those a live connection still uses (IPVS keeps a
+        template while it controls connections), whose last-seen time moves to now."""
+        table = self.maps["persist"]
+        timeouts = {s.id: s.model.persistence.timeout * kernel.hz()
+                    for s in self._services.values() if s.model.persistence}
+        in_use = set()
+        for keys, vals in live:
+            for k, v in zip(keys, vals, strict=True):
+                if int(v["service"]) in timeouts:
+                    in_use.add(self._template_key(int(v["service"]), k))
+        expired = []
+        for k, v in table.items_lookup_batch():
+            key = bytes(k)
+            if key in in_use:
+                v.last_seen = now
+                table[k] = v
+            elif k.service not in timeouts or now - v.last_seen > timeouts[k.service]:
+                expired.append(k)
+        for k in expired:
+            del table[k]
+        return len(expired)
+
+    def _template_key(self, service_id: int, conn_key: np.void) -> bytes:
+        """The template key (struct persist_key) a connection of a persistent service maps to."""
+        key = self.maps["persist"].Key()
+        key.service = service_id
+        key.family = int(conn_key["family"])
+        words = np.frombuffer(self.maps["service_conf"][ct.c_uint32(service_id)].persist_mask, np.uint32)
+        for i in range(4):
+            key.saddr[i] = int(conn_key["saddr"][i]) & int(words[i])
+        return bytes(key)
+
+    def evictions(self, present: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Entries the LRU pushed out of each table, derived: inserted minus deleted minus present
+        (the kernel counts no eviction). A flood of SYNs moves only conn_syn's."""
+        c = self.counters()
+        if present is None:
+            present = {name: sum(1 for _ in self.maps[name].items_lookup_batch()) for name in self._removed}
+        inserted = {"conntrack": c["conn_inserted"], "conn_syn": c["halfopen_inserted"]}
+        removed = {"conntrack": self._removed["conntrack"],
+                   "conn_syn": self._removed["conn_syn"] + c["halfopen_promoted"] + c["halfopen_retired"]}
+        return {name: max(0, inserted[name] - removed[name] - present[name]) for name in inserted}
 
     # ---- running frames --------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """The desired state: virtual services and their backends, validated once, here.
 
 Words are LVS's: a service is (protocol, VIP, port) with a scheduler and a forwarding method; a
-backend is a real server with a weight (0 = quiescent: no new connections, existing ones go on).
+backend is a real server with a weight (0 = quiescent: no new connections, existing ones go on) and
+optional connection thresholds (ipvsadm -x/-y). A service may be persistent (ipvsadm -p/-M) and may
+listen on more (protocol, VIP, port) endpoints, sharing backends, connections and persistence (what
+LVS does with a firewall-mark service).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from xdplb.maglev import DEFAULT_SIZE, is_prime
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Port = Annotated[int, Field(ge=0, le=65535)]
 Weight = Annotated[int, Field(ge=0, le=65535)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class Protocol(StrEnum):
@@ -33,10 +37,22 @@ class Scheduler(StrEnum):
     WRR = "wrr"
     SH = "sh"
     MH = "mh"
+    LC = "lc"
+    WLC = "wlc"
+    SED = "sed"
+    NQ = "nq"
+    FO = "fo"
+
+    @property
+    def least_connection(self) -> bool:
+        """The schedulers that scan the backends' connection counts."""
+        return self in {Scheduler.LC, Scheduler.WLC, Scheduler.SED, Scheduler.NQ, Scheduler.FO}
 
 
 class Method(StrEnum):
     DR = "dr"
+    TUN = "tun"
+    NAT = "nat"
 
 
 class SchedFlag(StrEnum):
@@ -53,6 +69,41 @@ class _Strict(BaseModel):
 class Backend(_Strict):
     address: IPAddress
     weight: Weight = 1
+    port: Port | None = Field(None, description="NAT only: the real server's port (None = the service's)")
+    upper_threshold: Count = Field(0, description="ipvsadm -x: no new connections from this many on (0 = none)")
+    lower_threshold: Count = Field(0, description="ipvsadm -y: new connections again below this (0 = 3/4 of -x)")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Self:
+        if self.lower_threshold and not self.upper_threshold:
+            raise ValueError(f"backend {self.address}: a lower threshold needs an upper one")
+        if self.upper_threshold and self.lower_threshold >= self.upper_threshold:
+            raise ValueError(f"backend {self.address}: lower threshold {self.lower_threshold} must be below "
+                             f"the upper one {self.upper_threshold}")
+        return self
+
+
+class Persistence(_Strict):
+    """ipvsadm -p timeout -M netmask: a client network's connections stick to one backend."""
+
+    timeout: int = Field(300, ge=1, le=31 * 24 * 3600, description="seconds a template outlives its last connection")
+    netmask: int | None = Field(None, description="client prefix length (-M); None = the whole address")
+
+    @field_validator("netmask", mode="before")
+    @classmethod
+    def _prefix(cls, v: object) -> object:
+        """Accepts ipvsadm's dotted IPv4 netmask as well as a prefix length."""
+        if isinstance(v, str) and "." in v:
+            return ipaddress.IPv4Network(f"0.0.0.0/{v}").prefixlen
+        return v
+
+
+class Endpoint(_Strict):
+    """One more (protocol, VIP, port) a service listens on."""
+
+    protocol: Protocol
+    vip: IPAddress
+    port: Port
 
 
 class Service(_Strict):
@@ -63,6 +114,11 @@ class Service(_Strict):
     method: Method = Method.DR
     sched_flags: frozenset[SchedFlag] = frozenset()
     ring_size: int = Field(DEFAULT_SIZE, description="Maglev table length, a prime")
+    persistence: Persistence | None = None
+    expire_nodest: bool = Field(True, description="IPVS expire_nodest_conn: a connection whose backend is gone "
+                                "is scheduled again (False: its packets are dropped until it expires)")
+    fwmark: int | None = Field(None, ge=1, le=2**32 - 1, description="names a multi-port service, like LVS")
+    endpoints: tuple[Endpoint, ...] = Field((), description="more (protocol, VIP, port) of the same service")
     backends: tuple[Backend, ...] = ()
 
     @field_validator("ring_size")
@@ -81,16 +137,54 @@ class Service(_Strict):
             if b.address in seen:
                 raise ValueError(f"backend {b.address} is listed twice")
             seen.add(b.address)
+            if b.port is not None and b.port != self.port and self.method != Method.NAT:
+                raise ValueError(f"backend {b.address}: port mapping ({self.port} -> {b.port}) needs NAT; "
+                                 f"{self.method.upper()} cannot change the port, as in LVS")
         port_flags = {SchedFlag.SH_PORT: Scheduler.SH, SchedFlag.MH_PORT: Scheduler.MH}
         for flag in self.sched_flags:
             if port_flags[flag] != self.scheduler:
                 raise ValueError(f"scheduler flag {flag} needs scheduler {port_flags[flag]}")
+        self._check_endpoints()
+        mask = self.persistence.netmask if self.persistence else None
+        if mask is not None and not 0 <= mask <= self.vip.max_prefixlen:
+            raise ValueError(f"persistence netmask /{mask} does not fit IPv{self.vip.version}")
         return self
 
+    def _check_endpoints(self) -> None:
+        if self.endpoints and self.fwmark is None:
+            raise ValueError("a service with more endpoints needs a fwmark to name it")
+        seen = {(self.protocol, self.vip, self.port)}
+        for e in self.endpoints:
+            if e.vip.version != self.vip.version:
+                raise ValueError(f"endpoint {e.vip} is IPv{e.vip.version}, the service is IPv{self.vip.version}")
+            if (e.protocol, e.vip, e.port) in seen:
+                raise ValueError(f"endpoint {e.protocol}/{e.vip}:{e.port} is listed twice")
+            seen.add((e.protocol, e.vip, e.port))
+
     @property
-    def key(self) -> tuple[Protocol, IPAddress, int]:
+    def all_endpoints(self) -> tuple[tuple[Protocol, IPAddress, int], ...]:
+        """Every (protocol, VIP, port) the service listens on, its own first."""
+        return ((self.protocol, self.vip, self.port), *((e.protocol, e.vip, e.port) for e in self.endpoints))
+
+    @property
+    def key(self) -> tuple:
+        """What names the service: its fwmark (as ipvsadm -f), else (protocol, VIP, port)."""
+        if self.fwmark is not None:
+            return ("fwm", self.fwmark)
         return (self.protocol, self.vip, self.port)
 
     def __str__(self) -> str:
+        if self.fwmark is not None:
+            return f"FWM {self.fwmark} {self.scheduler}"
         host = f"[{self.vip}]" if self.vip.version == 6 else str(self.vip)
         return f"{self.protocol.upper()} {host}:{self.port} {self.scheduler}"
+
+
+class Timeouts(_Strict):
+    """IPVS's idle timeouts in seconds (ipvsadm --set tcp tcpfin udp), plus a half-open TCP
+    connection's (IPVS SYN_RECV). An entry idle longer is never used again."""
+
+    tcp: int = Field(900, ge=1, le=30 * 24 * 3600)
+    tcpfin: int = Field(120, ge=1, le=30 * 24 * 3600)
+    udp: int = Field(300, ge=1, le=30 * 24 * 3600)
+    syn: int = Field(60, ge=1, le=30 * 24 * 3600)

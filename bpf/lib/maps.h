@@ -21,11 +21,20 @@
 #ifndef XDPLB_CONN_MAX
 #define XDPLB_CONN_MAX 1048576
 #endif
+#ifndef XDPLB_SYN_MAX
+#define XDPLB_SYN_MAX 262144
+#endif
+#ifndef XDPLB_PERSIST_MAX
+#define XDPLB_PERSIST_MAX 262144
+#endif
+#ifndef XDPLB_LC_MAX
+#define XDPLB_LC_MAX 1024
+#endif
 #ifndef XDPLB_MAX_TX_PORTS
 #define XDPLB_MAX_TX_PORTS 64
 #endif
 
-/* struct vip_key -> service id. Reconciler. (Later, a multi-port service has several keys.) */
+/* struct vip_key -> service id. Reconciler. A multi-port service has several keys. */
 BPF_HASH(services, struct vip_key, u32, XDPLB_MAX_VIPS);
 
 /* service id -> struct service. Reconciler. */
@@ -50,6 +59,33 @@ BPF_PERCPU_ARRAY(rr_cursor, u32, XDPLB_MAX_SERVICES);
  * each CPU free entries in batches; measured here, its insert is about 100 ns cheaper than
  * BPF_F_NO_COMMON_LRU's, which rotates its lists on every insert.) */
 BPF_TABLE("lru_hash", struct conn_key, struct conn, conntrack, XDPLB_CONN_MAX);
+
+/* struct conn_key -> struct conn for TCP flows that sent only a SYN so far. Data plane inserts; the
+ * client's ACK moves the entry to conntrack. A flood of spoofed SYNs recycles this LRU only, never
+ * an established connection. */
+BPF_TABLE("lru_hash", struct conn_key, struct conn, conn_syn, XDPLB_SYN_MAX);
+
+/* struct persist_key -> struct persist: persistence templates. Data plane inserts; the sweeper
+ * refreshes those with live connections and deletes the expired. */
+BPF_TABLE("lru_hash", struct persist_key, struct persist, persist, XDPLB_PERSIST_MAX);
+
+/* backend id -> struct be_load: connection counts, moved by the data plane with atomic adds (one
+ * shared entry, not per CPU: the lc family reads them on every new connection). */
+BPF_ARRAY(be_load, struct be_load, XDPLB_MAX_BACKENDS);
+
+/* backend id -> struct conn_counts: the sweeper's correction, added to be_load (LRU evictions and
+ * idle expiry have no hook to count them down). Only the sweeper writes it. */
+BPF_ARRAY(be_fix, struct conn_counts, XDPLB_MAX_BACKENDS);
+
+/* 0 -> the lc-family scan in flight on this CPU (sched.h). Data plane, per CPU. */
+BPF_PERCPU_ARRAY(lc_scratch, struct lc_scan, 1);
+
+/* LC_PROG_SCAN -> xdplb_lc, LC_PROG_MAIN -> xdplb_main: the balancer tail-calls the scanner,
+ * which answers and tail-calls the balancer again. Loader. */
+BPF_PROG_ARRAY(lc_progs, 2);
+
+/* 0 -> struct settings: timeouts and clock offset. Reconciler. */
+BPF_ARRAY(settings, struct settings, 1);
 
 /* devmap slot -> egress ifindex, for backends behind another interface. Reconciler. */
 BPF_DEVMAP(tx_ports, XDPLB_MAX_TX_PORTS);

@@ -5,7 +5,7 @@
 #ifndef XDPLB_STRUCTS_H
 #define XDPLB_STRUCTS_H
 
-#define XDPLB_SCHEMA_VERSION 1
+#define XDPLB_SCHEMA_VERSION 2
 
 /* Magic in struct sim_meta: a frame carrying it in its XDP metadata is simulated (no side effects). */
 #define XDPLB_SIM_MAGIC 0x53494d31 /* "SIM1" */
@@ -21,7 +21,6 @@ enum xdplb_sched {
 	LB_SCHED_WRR = 1,
 	LB_SCHED_SH = 2,
 	LB_SCHED_MH = 3,
-	/* next data-plane issue: least-connection family */
 	LB_SCHED_LC = 4,
 	LB_SCHED_WLC = 5,
 	LB_SCHED_SED = 6,
@@ -38,8 +37,9 @@ enum xdplb_method {
 /* struct service.flags */
 enum xdplb_svc_flag {
 	SVC_F_HASH_SPORT = 1,     /* sh/mh hash the source port too (IPVS sh-port, mh-port) */
-	SVC_F_PERSISTENT = 2,     /* persistence templates (later) */
-	SVC_F_EXPIRE_NODEST = 4,  /* reschedule connections whose backend is gone (later: configurable) */
+	SVC_F_PERSISTENT = 2,     /* persistence templates (ipvsadm -p) */
+	SVC_F_EXPIRE_NODEST = 4,  /* reschedule a connection whose backend is gone, else drop its packets */
+	SVC_F_THRESHOLDS = 8,     /* some backend has an upper connection threshold: check overload */
 };
 
 /* struct backend.flags */
@@ -47,11 +47,22 @@ enum xdplb_backend_flag {
 	BE_F_ACTIVE = 1,          /* slot in use; a connection to an inactive slot is rescheduled */
 };
 
-/* struct conn.state */
+/* struct conn.state. IPVS's counting: a backend's ActiveConn are its TCP connections in
+ * CT_ESTABLISHED; InActConn are the others (CT_NEW, CT_CLOSING, every UDP flow) until they expire. */
 enum xdplb_conn_state {
-	CT_NEW = 0,               /* SYN seen */
+	CT_NEW = 0,               /* SYN seen (lives in the half-open table until the client's ACK) */
 	CT_ESTABLISHED = 1,       /* TCP past the handshake (or met mid-stream); every UDP flow */
 	CT_CLOSING = 2,           /* FIN or RST seen: a new SYN on it opens a new connection */
+	CT_RETIRED = 3,           /* counted nowhere: expired, promoted, or being placed again */
+};
+
+/* struct settings.timeout index: IPVS's idle timeouts (ipvsadm --set tcp tcpfin udp) */
+enum xdplb_timeout {
+	TO_SYN = 0,               /* CT_NEW (IPVS SYN_RECV) */
+	TO_TCP = 1,               /* CT_ESTABLISHED */
+	TO_TCPFIN = 2,            /* CT_CLOSING */
+	TO_UDP = 3,               /* any UDP state */
+	TO_MAX,
 };
 
 /* Global counters: one per verdict and one per pass/drop reason (per-CPU array, index = value). */
@@ -76,12 +87,22 @@ enum xdplb_counter {
 	CNT_CONN_HIT,             /* packets of a known connection */
 	CNT_CONN_MIDSTREAM,       /* TCP non-SYN without an entry: placed by the consistent hash
 	                           * (an entry is made, except for a FIN or RST) */
-	CNT_CONN_RESCHEDULED,     /* known connection whose backend slot went away */
+	CNT_CONN_RESCHEDULED,     /* known connection whose backend went away (expire_nodest) */
 	CNT_CONN_INSERT_FAIL,     /* the table could not take a new entry */
+	CNT_CONN_EXPIRED,         /* a known connection idle past its timeout: scheduled afresh */
+	CNT_CONN_INSERTED,        /* entries inserted into the connection table */
+	CNT_HALFOPEN_INSERTED,    /* entries inserted into the half-open table (a SYN) */
+	CNT_HALFOPEN_PROMOTED,    /* half-open entries moved to the connection table (the client's ACK) */
+	CNT_HALFOPEN_RETIRED,     /* stale half-open entries deleted to place their flow again */
+	CNT_PERSIST_HIT,          /* new connections placed by a persistence template */
+	CNT_PERSIST_INSERTED,     /* templates inserted */
+	CNT_DROP_NODEST,          /* a connection whose backend is gone, on a service without expire_nodest */
+	CNT_DROP_OVERLOADED,      /* every backend the scheduler may use is above its upper threshold */
 	CNT_MAX,
 };
 
-/* services: key -> service id. port 0 matches every port of (addr, proto). */
+/* services: key -> service id. port 0 matches every port of (addr, proto). A multi-port service
+ * (LVS's firewall-mark service) has several keys with one id. */
 struct vip_key {
 	__u32 addr[4];
 	__u16 port;               /* network byte order */
@@ -96,11 +117,26 @@ struct service {
 	__u8 method;              /* enum xdplb_method */
 	__u16 nat_port;           /* later: NAT port mapping, network byte order, 0 = keep */
 	__u32 ring_size;          /* Maglev table length M (prime); 0 = no usable backend */
-	__u32 seq_size;           /* scheduler sequence length (rr list, wrr sequence, sh buckets) */
-	__u32 persist_timeout;    /* later: seconds, 0 = not persistent */
-	__u32 persist_mask;       /* later: client netmask (IPv4) or prefix length (IPv6) */
-	__u32 backend_count;      /* later: lc scan bound */
+	__u32 seq_size;           /* scheduler sequence length (rr and lc-family list, wrr sequence, sh
+	                           * buckets) */
+	__u32 persist_timeout;    /* jiffies a template outlives its last connection (ipvsadm -p) */
+	__u32 persist_mask[4];    /* client netmask (ipvsadm -M), network byte order, one word per addr word */
+	__u32 backend_count;      /* backends configured (diagnostics) */
 	__u32 gen;                /* bumped on each table rewrite (diagnostics) */
+	/* The lc family's rank of a backend, as numbers rather than a scheduler switch (sched.h):
+	 * (active * rank_active + inactive * rank_inactive + rank_plus) / (rank_weighted ? weight : 1) */
+	__u16 rank_active;
+	__u8 rank_inactive;
+	__u8 rank_plus;
+	__u8 rank_weighted;
+	__u8 rank_idle_first;     /* nq: the first backend with no active connection wins outright */
+	__u16 pad;
+};
+
+/* settings[0]: the idle timeouts and the clock. Reconciler. */
+struct settings {
+	__u64 clock_offset;       /* jiffies added to bpf_jiffies64(): 0 in service, tests move time */
+	__u32 timeout[TO_MAX];    /* jiffies, enum xdplb_timeout */
 };
 
 /* backends[id]: one real server of one service. */
@@ -117,8 +153,35 @@ struct backend {
 	__u16 gen;                /* bumped when the slot is reused; a connection remembers it */
 	__u16 port;               /* later: NAT real port, network byte order */
 	__u32 tun_flags;          /* later: encapsulation kind and options */
-	__u32 u_threshold;        /* later: upper connection threshold (ipvsadm -x), 0 = none */
-	__u32 l_threshold;        /* later: lower connection threshold (ipvsadm -y) */
+	__u32 u_threshold;        /* upper connection threshold (ipvsadm -x), 0 = none */
+	__u32 l_threshold;        /* lower threshold (ipvsadm -y): overloaded until below it */
+};
+
+/* One scan (lc family, or a table scheduler past overloaded backends), handed between the
+ * balancer and the scanner program (sched.h). */
+struct lc_scan {
+	__u64 num;                /* lc: the best rank so far is num/den (den 0: none yet) */
+	__u64 den;
+	__u32 best;               /* the answer: backend id, */
+	__u32 reason;             /* or else the enum xdplb_counter why there is none */
+	__u32 svc;                /* the question: service id, */
+	__u32 flow;               /* the flow's hashes, */
+	__u32 source;
+	__u32 midstream;          /* a TCP flow met without its SYN, */
+	__u32 sim;                /* and whether it is simulated (no overload mark written) */
+	__u32 ready;              /* 1 once the scanner answered */
+};
+
+/* A backend's connection counts (IPVS ActiveConn / InActConn). */
+struct conn_counts {
+	__s64 active;
+	__s64 inactive;
+};
+
+/* be_load[id]: the data plane's counts, moved by atomic adds, and the overload mark. */
+struct be_load {
+	struct conn_counts n;
+	__u64 overloaded;         /* set at u_threshold, cleared below l_threshold (hysteresis) */
 };
 
 /* conntrack: one global LRU hash; key is the flow as the client sent it. */
@@ -133,21 +196,30 @@ struct conn_key {
 };
 
 struct conn {
-	__u64 last_seen;          /* bpf_jiffies64() of the last packet (refreshed at most once per jiffy) */
+	__u64 last_seen;          /* jiffies of the last packet (refreshed at most once per jiffy) */
+	__u64 state;              /* enum xdplb_conn_state. 64 bits because it changes by compare-and-swap
+	                           * (LLVM 14 has no 32-bit BPF atomics): the CPU that wins the swap moves
+	                           * the backend's counts, so each connection is counted exactly once */
 	__u32 backend;            /* backend id */
 	__u32 service;            /* service id */
 	__u16 be_gen;             /* backend.gen when scheduled */
-	__u8 state;               /* enum xdplb_conn_state */
-	__u8 flags;               /* later: synced, persistent-template, ... */
-	__u32 pad;
+	__u8 flags;               /* later: synced, ... */
+	__u8 pad[5];
 };
 
-/* later: persistence templates, (service, masked client) -> backend */
+/* persist: a persistence template, (service, masked client address) -> backend */
 struct persist_key {
-	__u32 saddr[4];
+	__u32 saddr[4];           /* the client address and persist_mask */
 	__u32 service;
 	__u8 family;
 	__u8 pad[3];
+};
+
+struct persist {
+	__u64 last_seen;          /* jiffies of the last connection it placed (or the sweeper saw live) */
+	__u32 backend;
+	__u16 be_gen;
+	__u16 pad;
 };
 
 /* later: reverse NAT, the backend's reply flow -> the original client flow */
