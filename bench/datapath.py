@@ -5,6 +5,12 @@ already rewritten buffer, and a stateful path would never insert twice). Baselin
 program that returns XDP_PASS (what is left over it is the balancer's own cost); a MAC-swap XDP_TX;
 and the kernel's bare insert into an LRU hash of conntrack's size, the price of any new flow.
 
+Besides the mh service of the DR cases: new connections on wlc services of 16, 64 and 256 backends
+(the least-connection scan), on a persistent service whose template the client's /24 already has,
+and the FIN of connections established beforehand (SYN, then the client's ACK). The new-connection
+cases on those services run a quarter of the runs: every SYN stays in the half-open table (256K
+entries), which tcp_syn_dr shares, and an insert into a full LRU would time an eviction.
+
     .venv/bin/python bench/datapath.py [--runs N] [--rounds R] [--json]
 """
 
@@ -31,12 +37,15 @@ VIP = "10.100.0.100"
 CLIENT = "10.99.0.10"
 ROUTER_MAC = "02:00:0a:64:00:01"
 OUR_MAC = "02:00:0a:64:00:02"
+FIN_CLIENT = "10.98.0.10"  # the established flows the FINs close, apart from the SYN cases' flows
+WLC_PORTS = {16: 8016, 64: 8064, 256: 8256}  # backends -> the port of a wlc service with that many
+PERSIST_PORT = 81
 SPORT_OFFSET = 14 + 20  # Ethernet + IPv4 without options
 SADDR_OFFSET = 14 + 12
 
 
-def frame(l4, dst: str = VIP) -> bytes:
-    return bytes(Ether(src=ROUTER_MAC, dst=OUR_MAC) / IP(src=CLIENT, dst=dst) / l4)
+def frame(l4, dst: str = VIP, src: str = CLIENT) -> bytes:
+    return bytes(Ether(src=ROUTER_MAC, dst=OUR_MAC) / IP(src=src, dst=dst) / l4)
 
 
 def with_sport(template: bytes, sport: int) -> bytes:
@@ -63,12 +72,32 @@ def new_flows(template: bytes, count: int, first_port: int = 1024) -> list[bytes
     return out
 
 
+def pool(first: str, count: int) -> tuple[tuple[Backend, ...], dict]:
+    """`count` backends from address `first` on, each with a resolved next hop (its MAC spells the address)."""
+    start = ipaddress.ip_address(first)
+    backends = tuple(Backend(address=start + i, weight=1) for i in range(count))
+    return backends, {b.address: Nexthop(1, OUR_MAC, "02:00:" + ":".join(f"{x:02x}" for x in b.address.packed))
+                      for b in backends}
+
+
 def configure(dp: Datapath) -> None:
-    backends = [Backend(address=ipaddress.ip_address(f"10.100.0.{11 + i}"), weight=1) for i in range(3)]
-    nexthops = {b.address: Nexthop(1, OUR_MAC, f"02:00:0a:64:00:{11 + i:02x}") for i, b in enumerate(backends)}
+    backends, nexthops = pool("10.100.0.11", 3)
     for proto in ("tcp", "udp"):
-        dp.set_service(Service(protocol=proto, vip=VIP, port=80, scheduler="mh", backends=tuple(backends)),
-                       nexthops)
+        dp.set_service(Service(protocol=proto, vip=VIP, port=80, scheduler="mh", backends=backends), nexthops)
+    for i, (count, port) in enumerate(WLC_PORTS.items()):
+        backends, nexthops = pool(f"10.{101 + i}.0.1", count)
+        dp.set_service(Service(protocol="tcp", vip=VIP, port=port, scheduler="wlc", backends=backends), nexthops)
+    backends, nexthops = pool("10.104.0.1", 3)
+    dp.set_service(Service(protocol="tcp", vip=VIP, port=PERSIST_PORT, scheduler="mh", backends=backends,
+                           persistence={"timeout": 300, "netmask": 24}), nexthops)
+
+
+def established(dp: Datapath, count: int) -> list[bytes]:
+    """FIN|ACKs of `count` connections established beforehand, each by its SYN and then its ACK."""
+    syns, acks, fins = (new_flows(frame(TCP(sport=1024, dport=80, flags=f), src=FIN_CLIENT), count)
+                        for f in ("S", "A", "FA"))
+    dp.runner.durations(f for pair in zip(syns, acks, strict=True) for f in pair)
+    return fins
 
 
 def measure(runs: int, rounds: int) -> dict:
@@ -81,21 +110,34 @@ def measure(runs: int, rounds: int) -> dict:
         syn = frame(TCP(sport=1024, dport=80, flags="S"))
         ack = frame(TCP(sport=40000, dport=80, flags="A"))
         udp = frame(UDP(sport=40000, dport=80) / (b"x" * 16))
+        persist_syn = frame(TCP(sport=1024, dport=PERSIST_PORT, flags="S"))
         dp.run(ack)
         dp.run(udp)
+        dp.run(persist_syn)  # the template of CLIENT's /24, which every timed SYN of the case hits
+        few = max(1, runs // 4)
         syns = new_flows(syn, runs * rounds)
+        wlc = {n: new_flows(frame(TCP(sport=1024, dport=port, flags="S")), few * rounds)
+               for n, port in WLC_PORTS.items()}
+        persist = new_flows(persist_syn, few * rounds)
+        fins = established(dp, runs * rounds)
 
         def same(f: bytes) -> Callable[[int], list[bytes]]:
             return lambda _: [f] * runs
 
+        def each(frames: list[bytes], n: int = runs) -> Callable[[int], list[bytes]]:
+            return lambda r: frames[r * n:(r + 1) * n]
+
         result = medians({
             "floor": (base_pass.runner, same(ack)),
-            "tcp_syn_dr": (dp.runner, lambda r: syns[r * runs:(r + 1) * runs]),
+            "tcp_syn_dr": (dp.runner, each(syns)),
             "tcp_ack_dr": (dp.runner, same(ack)),
             "udp_dr": (dp.runner, same(udp)),
             "non_vip": (dp.runner, same(frame(TCP(dport=80), dst="10.100.0.200"))),
+            **{f"tcp_syn_wlc_{n}": (dp.runner, each(frames, few)) for n, frames in wlc.items()},
+            "tcp_syn_persist": (dp.runner, each(persist, few)),
+            "tcp_fin": (dp.runner, each(fins)),
             "xdp_tx_swap": (base_tx.runner, same(ack)),
-            "lru_insert_kernel": (base_lru.runner, lambda r: syns[r * runs:(r + 1) * runs]),
+            "lru_insert_kernel": (base_lru.runner, each(syns)),
         }, rounds)
     finally:
         dp.close()
@@ -120,7 +162,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    table = Table(title=f"xdplb data plane, ns/packet (median of {args.runs} runs), floor {result['floor_ns']:.0f} ns")
+    table = Table(title=f"xdplb data plane, ns/packet (median of {args.runs} runs, {max(1, args.runs // 4)} for the "
+                        f"wlc and persist SYNs), floor {result['floor_ns']:.0f} ns")
     table.add_column("case")
     table.add_column("ns", justify="right")
     table.add_column("over floor", justify="right")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Iterator
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -57,3 +59,24 @@ def tcp(sport: int = 40000, dport: int = 80, flags: str = "S", version: int = 4,
 def udp(sport: int = 40000, dport: int = 53, version: int = 4, src: str | None = None,
         dst: str | None = None, payload: bytes = b"q") -> bytes:
     return bytes(eth() / ip(version, src, dst) / UDP(sport=sport, dport=dport) / payload)
+
+
+def backend_of(frame: bytes) -> str:
+    """The backend a forwarded frame went to: its destination MAC (backend_mac)."""
+    return Ether(frame).dst
+
+
+def htons(port: int) -> int:
+    return socket.htons(port)
+
+
+def flows(template: bytes, n: int, first_src: str = "11.0.0.1", sport: int = 1024) -> Iterator[bytes]:
+    """n copies of an untagged IPv4 TCP/UDP frame, each from its own client (address and port),
+    patched in place rather than built by scapy: a flood of a million costs seconds, not minutes.
+    Checksums are left as they were: the balancer never reads them."""
+    buf = bytearray(template)
+    base = int(ipaddress.IPv4Address(first_src))
+    for i in range(n):
+        buf[26:30] = (base + i // 50000).to_bytes(4, "big")
+        buf[34:36] = (sport + i % 50000).to_bytes(2, "big")
+        yield bytes(buf)
