@@ -25,10 +25,7 @@ def ipvs_pick(sched: str, weights: list[int], active: list[int], inactive: list[
             continue
         if sched == "nq" and active[i] == 0:
             return i
-        if sched in ("lc", "wlc"):
-            oh = active[i] * 256 + inactive[i]
-        else:
-            oh = active[i] + 1
+        oh = active[i] * 256 + inactive[i] if sched in ("lc", "wlc") else active[i] + 1
         if best is None:
             best, best_oh = i, oh
         elif sched == "lc":
@@ -75,7 +72,7 @@ def test_wlc_shares_in_proportion_to_weights(dp):
 
 
 def test_nq_takes_an_idle_backend_outright(dp):
-    svc, addrs = configure(dp, "nq", [100, 1])
+    configure(dp, "nq", [100, 1])
     dp.run(pk.tcp(sport=12000))
     dp.run(pk.tcp(sport=12000, flags="A"))   # backend 0 (sed rank 1/100) is now busy
     res = dp.run(pk.tcp(sport=12001))
