@@ -46,6 +46,25 @@ def test_simulate_changes_no_map(dp, one_cpu):
     assert dp.simulate(pk.udp(dport=53, sport=40001)).verdict == "TX"
 
 
+@pytest.mark.parametrize("sched", ["wlc", "nq", "rr"])
+def test_simulate_of_scans_persistence_and_thresholds_changes_no_map(dp, one_cpu, sched):
+    """The scanner program (lc family, thresholds) and persistence templates write nothing either;
+    only the per-CPU scratch entry the two programs hand a question over in changes."""
+    bes = tuple(b.model_copy(update={"upper_threshold": 2}) for b in pk.backends(3))
+    svc = pk.service(scheduler=sched, backends=bes, persistence={"timeout": 60, "netmask": 24})
+    dp.set_service(svc, pk.nexthops(bes))
+    for i in range(4):  # the first backend reaches its threshold
+        dp.run(pk.tcp(src=f"10.99.{i}.1", sport=43000 + i))
+    dp.shift_clock(61)  # every template has expired: a simulation would rewrite them
+    before = maps_snapshot(dp)
+    results = [dp.simulate(pk.tcp(src=f"10.99.{i}.1", sport=43100 + i)) for i in range(8)]
+    after = maps_snapshot(dp)
+    assert {k: v for k, v in after.items() if k != "lc_scratch"} == \
+        {k: v for k, v in before.items() if k != "lc_scratch"}
+    assert all(r.verdict == "TX" for r in results)
+    assert all(r.backend == results[0].backend for r in results)  # nothing moved between them
+
+
 def test_simulate_predicts_the_real_run(dp, one_cpu):
     bes = pk.backends(4)
     dp.set_service(pk.service(scheduler="rr", backends=bes), pk.nexthops(bes))
