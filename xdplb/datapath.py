@@ -9,12 +9,14 @@ value types are BCC's generated ctypes: no struct layout is restated here.
 from __future__ import annotations
 
 import ctypes as ct
+import functools
 import heapq
 import ipaddress
 import logging
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -145,6 +147,15 @@ class Connection:
     idle_s: float
 
 
+def _locked(method: Callable) -> Callable:
+    """Runs a Datapath method under the instance's lock."""
+    @functools.wraps(method)
+    def run(self: Datapath, *args: object, **kw: object) -> object:
+        with self.lock:
+            return method(self, *args, **kw)
+    return run
+
+
 def program_source(path: Path, seen: set[Path] | None = None) -> str:
     """The program as one text: BCC rewrites map calls only in its main file, so the project's own
     headers are inlined; #line keeps compiler messages pointing at the real files."""
@@ -167,7 +178,7 @@ def _addr_words(table_type: type, addr: IPAddress) -> ct.Array:
     return table_type.from_buffer_copy(addr.packed.ljust(16, b"\0"))
 
 
-def _addr_of(words: ct.Array, family: int) -> IPAddress:
+def _addr_of(words: ct.Array | bytes, family: int) -> IPAddress:
     raw = bytes(words)
     return ipaddress.IPv4Address(raw[:4]) if family == _FAMILY["FAMILY_IPV4"] else ipaddress.IPv6Address(raw)
 
@@ -239,6 +250,7 @@ class Datapath:
         self._clock_offset = 0
         self._write_settings()
         self._removed = {"conntrack": 0, "conn_syn": 0}  # entries Python deleted, for eviction accounting
+        self.lock = threading.RLock()  # the sweeper's thread and the reconciler's calls take turns
         self._services: dict[tuple, _Service] = {}
         self._endpoints: dict[tuple, tuple] = {}  # (protocol, VIP, port) -> key of the service it belongs to
         self._free_services = list(range(self.sizes.max_services))  # heaps: the lowest free id first
@@ -288,6 +300,7 @@ class Datapath:
     def services(self) -> list[Service]:
         return [s.model for s in self._services.values()]
 
+    @_locked
     def set_service(self, service: Service, nexthops: Mapping[IPAddress, Nexthop] | None = None) -> dict[str, int]:
         """Add or update a service with its backends; returns how many entries were written.
         Backends whose next hop is unresolved (ifindex 0) take no new flows, like weight 0."""
@@ -313,6 +326,7 @@ class Datapath:
         self._prune_tx_slots()
         return written
 
+    @_locked
     def remove_service(self, key: tuple) -> None:
         state = self._services[key]
         for ep in state.model.all_endpoints:
@@ -554,24 +568,24 @@ class Datapath:
         will be rescheduled) shows no backend; expired entries not yet swept are left out."""
         owners = self._backend_by_id()
         now, hz = self.now(), kernel.hz()
-        timeouts = self._timeout_jiffies()
         protos = {6: "TCP", 17: "UDP"}
         for name in ("conntrack", "conn_syn"):
-            for k, v in self.maps[name].items_lookup_batch():
-                if conntable.expired(np.array([v.last_seen]), np.array([v.state]), np.array([k.proto]),
-                                     now, timeouts)[0]:
-                    continue
-                owner = owners.get(v.backend)
-                live = owner is not None and owner[:2] == (v.service, v.be_gen)
+            keys, vals = self._dump(name)
+            live = ~conntable.expired(vals["last_seen"], vals["state"], keys["proto"], now, self._timeout_jiffies())
+            for k, v in zip(keys[live], vals[live], strict=True):
+                owner = owners.get(int(v["backend"]))
+                known = owner is not None and owner[:2] == (int(v["service"]), int(v["be_gen"]))
+                family = int(k["family"])
                 yield Connection(
-                    protocol=protos.get(k.proto, str(k.proto)),
-                    client=(_addr_of(k.saddr, k.family), socket.ntohs(k.sport)),
-                    virtual=(_addr_of(k.daddr, k.family), socket.ntohs(k.dport)),
-                    backend=owner[2] if live else None,
-                    state=CONN_STATES.get(v.state, str(v.state)).upper(),
-                    idle_s=max(0, now - v.last_seen) / hz,
+                    protocol=protos.get(int(k["proto"]), str(k["proto"])),
+                    client=(_addr_of(k["saddr"].tobytes(), family), socket.ntohs(int(k["sport"]))),
+                    virtual=(_addr_of(k["daddr"].tobytes(), family), socket.ntohs(int(k["dport"]))),
+                    backend=owner[2] if known else None,
+                    state=CONN_STATES.get(int(v["state"]), str(v["state"])).upper(),
+                    idle_s=max(0, now - int(v["last_seen"])) / hz,
                 )
 
+    @_locked
     def flush_connections(self) -> int:
         """Forget every connection and persistence template (`ipvsadm -C` for the tables only);
         returns how many connections there were. Every backend's counts start again from zero."""
@@ -644,6 +658,7 @@ class Datapath:
         buf = np.ascontiguousarray(keys)
         table.items_delete_batch((table.Key * len(keys)).from_buffer(buf))
 
+    @_locked
     def sweep(self) -> Sweep:
         """What IPVS's timers do, in one pass: deletes expired connections and persistence
         templates, keeps the templates of live connections alive, and recounts every backend's
