@@ -170,7 +170,7 @@ static __always_inline struct backend *place(struct xdp_md *ctx, __u32 svc_id, s
 
 /* Finds the flow's entry and decides whether it still holds: not expired, its backend there (or
  * else, without expire_nodest, its packets are dropped), not a closed flow opened again. */
-static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct settings *s, __u64 now, int sim,
+static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct settings *s, __u64 now,
 				       struct known *k)
 {
 	struct service *svc;
@@ -223,7 +223,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 	if (!s)
 		return XDP_PASS;
 	now = bpf_jiffies64() + s->clock_offset;
-	r = lookup_conn(svc_id, p, s, now, sim, &k);
+	r = lookup_conn(svc_id, p, s, now, &k);
 	if (r) {
 		v->reason = r;
 		return XDP_DROP;
@@ -232,11 +232,8 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 	if (be) {
 		v->reason = CNT_CONN_HIT;
 		v->backend = k.ct->backend;
-		if (!sim && k.table == CT_TABLE_SYN && ct_next_state(CT_NEW, p) == CT_ESTABLISHED &&
-		    k.ct->state == CT_NEW)
-			ct_promote(k.ct, p, now);
-		else if (!sim)
-			ct_refresh(k.ct, p, now);
+		if (!sim)
+			ct_seen(k.ct, k.table, p, now);
 	} else {
 		be = place(ctx, svc_id, p, &k, sim, now, v);  /* the service's tables: only a miss needs them */
 		if (!be)

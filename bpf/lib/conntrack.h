@@ -143,6 +143,15 @@ static __always_inline void ct_promote(struct conn *syn, struct pkt *p, __u64 no
 		count(CNT_HALFOPEN_PROMOTED);
 }
 
+/* A packet of a live entry: the client's ACK promotes a half-open one, any other packet refreshes it. */
+static __always_inline void ct_seen(struct conn *ct, int table, struct pkt *p, __u64 now)
+{
+	if (table == CT_TABLE_SYN && ct->state == CT_NEW && ct_next_state(CT_NEW, p) == CT_ESTABLISHED)
+		ct_promote(ct, p, now);
+	else
+		ct_refresh(ct, p, now);
+}
+
 /* Points a connection-table entry at a newly placed backend (its old one is gone, it expired, or a
  * closed flow's port is reused). counted: the old backend is still the one it was counted on. */
 static __always_inline void ct_reassign(struct conn *ct, struct pkt *p, __u32 be_id, __u16 be_gen, __u64 now,

@@ -256,11 +256,16 @@ static __always_inline int scan_request(struct xdp_md *ctx, __u32 svc_id, struct
 static __always_inline int sched_pick(struct xdp_md *ctx, __u32 svc_id, struct service *svc, struct pkt *p,
 				      int midstream, int sim, __u32 *backend)
 {
-	struct flow_hashes h = { .flow = hash_flow(&p->key) };
+	int by_source = svc->sched == LB_SCHED_MH || svc->sched == LB_SCHED_SH;
+	int scan = (!midstream && svc->sched >= LB_SCHED_LC) || (svc->flags & SVC_F_THRESHOLDS);
+	struct flow_hashes h = {};
 
-	if (svc->sched == LB_SCHED_MH || svc->sched == LB_SCHED_SH)  /* only they hash the source */
+	/* Only what the pick reads: mh and sh the source, the others and a scan the flow. */
+	if (by_source)
 		h.source = hash_source(&p->key, svc->flags & SVC_F_HASH_SPORT);
-	if ((!midstream && svc->sched >= LB_SCHED_LC) || (svc->flags & SVC_F_THRESHOLDS))
+	if (scan || !by_source)
+		h.flow = hash_flow(&p->key);
+	if (scan)
 		return scan_request(ctx, svc_id, svc, &h, midstream, sim, backend);
 	return table_pick(svc_id, svc, &h, midstream, sim, 0, backend);
 }
