@@ -42,6 +42,19 @@ def show_stats(director: Director, key: tuple, title: str) -> None:
     console.print(table)
 
 
+def show_conns(director: Director, svc, title: str) -> None:
+    """ipvsadm -Ln: each backend's weight and ActiveConn/InActConn, as the schedulers see them."""
+    table = Table(title=title)
+    for col in ("", "Weight", "ActiveConn", "InActConn"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row(str(svc), "", "", "")
+    counts = director.dp.backend_counts(svc.key)
+    for b in svc.backends:
+        active, inactive = counts[b.address]
+        table.add_row(f"  -> {b.address}", str(b.weight), str(active), str(inactive))
+    console.print(table)
+
+
 def main() -> None:
     """The demo; its lab goes down whatever happens (Ctrl-C, SIGTERM included)."""
     console.rule("[bold]xdplb demo: real traffic through an XDP load balancer")
@@ -83,6 +96,8 @@ def run(lab: Lab, director: Director) -> None:
         server = next((name for name in DR_WEIGHTS for c in director.dp.connections()
                        if c.state == "ESTABLISHED" and c.backend == address_of(name)), None)
     console.print(f"  the connection table shows it on [bold]{server}[/]")
+    show_conns(director, svc, "ipvsadm -Ln: the download is active; closed connections stay inactive "
+               "until tcpfin (120 s)")
     weights = {**DR_WEIGHTS, server: 0}
     director.set_service(dr_service(weights=weights))
     step(f"{server} is made quiescent (weight 0): no new connections, established ones go on.")
