@@ -1,7 +1,8 @@
 /* xdplb: the XDP balancer. This file is only the pipeline:
  *   parse -> service lookup (exact, then port 0) -> connection lookup (established, then half-open)
  *   -> on a miss: persistence template, then the scheduler -> connection insert (a SYN into the
- *   half-open table) -> forward (DR) -> one counted exit.
+ *   half-open table) -> forward (DR, TUN) -> one counted exit. An ICMP error about a flow follows
+ *   the flow to its backend.
  * A frame carrying struct sim_meta in its XDP metadata is simulated: it is parsed, looked up,
  * scheduled and rewritten like any other, but inserts no connection, moves no cursor and counts
  * nothing; the decision is written back into the metadata. */
@@ -12,15 +13,20 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/icmp.h>
+#include <linux/icmpv6.h>
 
 #include "lib/structs.h"
 #include "lib/maps.h"
 #include "lib/stats.h"
 #include "lib/parse.h"
 #include "lib/hash.h"
+#include "lib/csum.h"
 #include "lib/sched.h"
 #include "lib/conntrack.h"
 #include "lib/persist.h"
+#include "lib/encap.h"
+#include "lib/icmp.h"
 #include "lib/forward.h"
 
 struct verdict {
@@ -204,6 +210,24 @@ static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct setti
 	return 0;
 }
 
+/* An ICMP error about a flow goes where the flow goes, by the same method; it changes no state. */
+static __always_inline int icmp_to_backend(struct xdp_md *ctx, struct pkt *p, struct verdict *v)
+{
+	struct conn *ct = conntrack.lookup(&p->key);
+	struct backend *be;
+
+	if (!ct && p->key.proto == IPPROTO_TCP)
+		ct = conn_syn.lookup(&p->key);
+	be = ct ? conn_backend(ct) : NULL;
+	if (!be) {
+		v->reason = CNT_PASS_ICMP_NO_CONN;
+		return XDP_PASS;
+	}
+	v->reason = CNT_ICMP_FORWARDED;
+	v->backend = ct->backend;
+	return forward(ctx, p, be, &v->reason);
+}
+
 static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
 {
 	struct known k = {};
@@ -219,6 +243,8 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		return XDP_PASS;
 	}
 	v->service = svc_id;
+	if (p->icmp)
+		return icmp_to_backend(ctx, p, v);
 	s = settings.lookup(&zero);
 	if (!s)
 		return XDP_PASS;
@@ -240,7 +266,7 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 			return XDP_DROP;
 	}
 
-	act = forward_dr(ctx, be, &v->reason);
+	act = forward(ctx, p, be, &v->reason);
 	if (!sim && (act == XDP_TX || act == XDP_REDIRECT)) {
 		int new_conn = v->reason != CNT_CONN_HIT;
 		__u32 be_id = v->backend;

@@ -31,8 +31,12 @@ def backends(n: int, version: int = 4, weights: list[int] | None = None) -> tupl
     return tuple(Backend(address=first + i, weight=w) for i, w in enumerate(weights))
 
 
-def nexthops(bes: tuple[Backend, ...], ifindex: int = LO_IFINDEX) -> dict:
-    return {b.address: Nexthop(ifindex, LB_MAC, backend_mac(i)) for i, b in enumerate(bes)}
+LB4, LB6 = "10.100.0.2", "fd00:100::2"  # the director's front addresses: TUN's outer source
+
+
+def nexthops(bes: tuple[Backend, ...], ifindex: int = LO_IFINDEX, mtu: int = 0) -> dict:
+    return {b.address: Nexthop(ifindex, LB_MAC, backend_mac(i), LB4 if b.address.version == 4 else LB6, mtu)
+            for i, b in enumerate(bes)}
 
 
 def service(proto: str = "tcp", port: int = 80, version: int = 4, **kw) -> Service:

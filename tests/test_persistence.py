@@ -118,9 +118,8 @@ def test_multi_port_endpoints_follow_updates_and_conflicts_are_refused(dp):
     assert dp.simulate(pk.tcp(dport=8443)).verdict == "PASS"
 
 
-@pytest.mark.parametrize("method", ["tun", "nat"])
-def test_methods_not_built_yet_are_refused(dp, method):
-    svc = pk.service(method=method, backends=pk.backends(1))
+def test_nat_is_refused_until_built(dp):
+    svc = pk.service(method="nat", backends=pk.backends(1))
     with pytest.raises(ConfigError, match="not available yet"):
         dp.set_service(svc, pk.nexthops(svc.backends))
     assert dp.services == []

@@ -26,7 +26,7 @@ from bcc import BPF
 
 from xdplb import conntable, kernel, maglev, schedule
 from xdplb.cenum import enum_values, header_enums
-from xdplb.model import Backend, IPAddress, Method, SchedFlag, Scheduler, Service, Timeouts
+from xdplb.model import Backend, IPAddress, Method, SchedFlag, Scheduler, Service, Timeouts, Tunnel
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
 from xdplb.testrun import RunResult, XdpRunner
 
@@ -41,6 +41,7 @@ METHODS = enum_values(STRUCTS_H, "xdplb_method", "LB_METHOD_")
 CONN_STATES = {v: k for k, v in enum_values(STRUCTS_H, "xdplb_conn_state", "CT_").items()}
 _SVC_FLAGS = enum_values(STRUCTS_H, "xdplb_svc_flag", "SVC_F_")
 _BE_ACTIVE = enum_values(STRUCTS_H, "xdplb_backend_flag", "BE_F_")["active"]
+_ENCAPS = enum_values(STRUCTS_H, "xdplb_encap", "ENCAP_")
 _FAMILY = header_enums(STRUCTS_H)["xdplb_family"]
 _LC_PROGS = {"scan": 0, "main": 1}  # enum lc_prog, bpf/lib/sched.h
 # The lc family's rank numbers (struct service rank_*): active, inactive, plus, weighted, idle_first.
@@ -104,6 +105,7 @@ class _Backend:
     weight: int
     nexthop: Nexthop
     model: Backend
+    tunnel: Tunnel | None = None  # the effective tunnel of a TUN backend
 
 
 @dataclass
@@ -355,8 +357,8 @@ class Datapath:
         return failed
 
     def _check_limits(self, service: Service, old: _Service | None) -> None:
-        if service.method != Method.DR:
-            raise ConfigError(f"forwarding method {service.method} is not available yet (DR is)")
+        if service.method == Method.NAT:
+            raise ConfigError(f"forwarding method {service.method} is not available yet (DR and TUN are)")
         if old is None and not self._free_services:
             raise ConfigError(f"service limit reached ({self.sizes.max_services})")
         for ep in service.all_endpoints:
@@ -390,6 +392,8 @@ class Datapath:
                     socket.if_indextoname(nh.ifindex)
             except (ValueError, OSError) as e:
                 raise ConfigError(f"next hop of backend {b.address}: {e}") from e
+            if service.method == Method.TUN:
+                self._tunnel_source(b.address, b.tunnel or service.tunnel, nh)
             out[b.address] = nh
         ports = set(self._tx_slots) | {nh.ifindex for nh in out.values() if nh.ifindex}
         if len(ports) > self.sizes.max_tx_ports:
@@ -399,14 +403,18 @@ class Datapath:
     def _plan(self, service: Service, old: _Service | None, hops: dict[IPAddress, Nexthop]) -> _Service:
         """The state to write: ids kept for known backends, taken for new ones; tables computed."""
         new = _Service(id=old.id if old else heapq.heappop(self._free_services), model=service)
+
+        def tunnel(b: Backend) -> Tunnel | None:
+            return (b.tunnel or service.tunnel) if service.method == Method.TUN else None
+
         for b in service.backends:
             known = old.backends.get(b.address) if old else None
             if known:
-                new.backends[b.address] = _Backend(known.id, known.gen, b.weight, hops[b.address], b)
+                new.backends[b.address] = _Backend(known.id, known.gen, b.weight, hops[b.address], b, tunnel(b))
             else:
                 bid = heapq.heappop(self._free_backends)
                 self._gens[bid] = (self._gens[bid] + 1) & 0xFFFF
-                new.backends[b.address] = _Backend(bid, self._gens[bid], b.weight, hops[b.address], b)
+                new.backends[b.address] = _Backend(bid, self._gens[bid], b.weight, hops[b.address], b, tunnel(b))
         ids = np.array([new.backends[b.address].id for b in service.backends], dtype=np.uint32)
         usable = [b.weight if hops[b.address].ifindex else 0 for b in service.backends]
         if service.scheduler != Scheduler.SH:  # sh places mid-stream flows by its own source table
@@ -438,7 +446,7 @@ class Datapath:
         written = {"backends": 0, "rings": 0, "seqs": 0}
         for addr, slot in new.backends.items():
             known = old.backends.get(addr) if old else None
-            if known and (known.nexthop, known.model) == (slot.nexthop, slot.model):
+            if known and (known.nexthop, known.model, known.tunnel) == (slot.nexthop, slot.model, slot.tunnel):
                 continue
             if not known:
                 for table in ("be_stats", "be_load", "be_fix"):
@@ -498,7 +506,30 @@ class Datapath:
         be.gen = slot.gen
         be.u_threshold = slot.model.upper_threshold
         be.l_threshold = slot.model.lower_threshold
+        if slot.tunnel:
+            self._write_tunnel(be, addr, slot.tunnel, slot.nexthop)
         table[ct.c_uint32(slot.id)] = be
+
+    @staticmethod
+    def _tunnel_source(addr: IPAddress, tunnel: Tunnel, nh: Nexthop) -> IPAddress:
+        """The outer source of a TUN backend: the tunnel's, else the director's address towards it."""
+        src = tunnel.source or (ipaddress.ip_address(nh.src) if nh.src else None)
+        if src is None:
+            raise ConfigError(f"backend {addr}: no source address towards it for the tunnel (give tunnel.source)")
+        if src.version != addr.version:
+            raise ConfigError(f"backend {addr}: tunnel source {src} is IPv{src.version}")
+        return src
+
+    def _write_tunnel(self, be: ct.Structure, addr: IPAddress, tunnel: Tunnel, nh: Nexthop) -> None:
+        src = self._tunnel_source(addr, tunnel, nh)
+        be.encap = _ENCAPS[tunnel.encap.value]
+        be.gue_port = socket.htons(tunnel.gue_port)
+        be.mtu = nh.mtu if nh.mtu <= 0xFFFF else 0  # above 65535 nothing can exceed it
+        be.outer_src = _addr_words(type(be.outer_src), src)
+        bits = tunnel.vary_source_bits
+        mask = ((1 << bits) - 1).to_bytes(4, "big")
+        hash_mask = (b"\0" * 12 + mask) if addr.version == 6 else mask
+        be.src_hash_mask = type(be.src_hash_mask).from_buffer_copy(hash_mask.ljust(16, b"\0"))
 
     def _write_rows(self, name: str, base: int, old: np.ndarray, new: np.ndarray) -> int:
         """Writes the entries of `new` that differ from `old`, in one batch."""

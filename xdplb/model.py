@@ -55,6 +55,13 @@ class Method(StrEnum):
     NAT = "nat"
 
 
+class Encap(StrEnum):
+    """How TUN carries a packet: IPIP (4in4, 6in6, 4in6) or GUE (IP directly in UDP)."""
+
+    IPIP = "ipip"
+    GUE = "gue"
+
+
 class SchedFlag(StrEnum):
     """IPVS scheduler flags (ipvsadm -b): hash the source port too, for sh and mh."""
 
@@ -66,12 +73,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Tunnel(_Strict):
+    """TUN's encapsulation towards a backend (per service, or per backend)."""
+
+    encap: Encap = Encap.IPIP
+    gue_port: int = Field(6080, ge=1, le=65535, description="GUE's UDP destination port")
+    source: IPAddress | None = Field(None, description="outer source; None = the director's address towards "
+                                     "the backend (the route's preferred source)")
+    vary_source_bits: int = Field(0, ge=0, le=32, description="low bits of the outer source taken from the "
+                                  "flow's hash, so the backend spreads flows over its receive queues")
+
+
 class Backend(_Strict):
     address: IPAddress
     weight: Weight = 1
     port: Port | None = Field(None, description="NAT only: the real server's port (None = the service's)")
     upper_threshold: Count = Field(0, description="ipvsadm -x: no new connections from this many on (0 = none)")
     lower_threshold: Count = Field(0, description="ipvsadm -y: new connections again below this (0 = 3/4 of -x)")
+    tunnel: Tunnel | None = Field(None, description="TUN only: this backend's encapsulation (None = the service's)")
 
     @model_validator(mode="after")
     def _thresholds(self) -> Self:
@@ -114,6 +133,7 @@ class Service(_Strict):
     method: Method = Method.DR
     sched_flags: frozenset[SchedFlag] = frozenset()
     ring_size: int = Field(DEFAULT_SIZE, description="Maglev table length, a prime")
+    tunnel: Tunnel = Field(Tunnel(), description="TUN only: how backends are reached")
     persistence: Persistence | None = None
     expire_nodest: bool = Field(True, description="IPVS expire_nodest_conn: a connection whose backend is gone "
                                 "is scheduled again (False: its packets are dropped until it expires)")
@@ -132,8 +152,14 @@ class Service(_Strict):
     def _consistent(self) -> Self:
         seen: set[IPAddress] = set()
         for b in self.backends:
-            if b.address.version != self.vip.version:
-                raise ValueError(f"backend {b.address} is IPv{b.address.version}, the VIP is IPv{self.vip.version}")
+            if b.address.version != self.vip.version and self.method != Method.TUN:
+                raise ValueError(f"backend {b.address} is IPv{b.address.version}, the VIP is IPv{self.vip.version}: "
+                                 "only TUN crosses families (4in6)")
+            if b.tunnel and self.method != Method.TUN:
+                raise ValueError(f"backend {b.address}: a tunnel needs method tun")
+            source = (b.tunnel or self.tunnel).source
+            if self.method == Method.TUN and source and source.version != b.address.version:
+                raise ValueError(f"backend {b.address}: the tunnel source {source} is not IPv{b.address.version}")
             if b.address in seen:
                 raise ValueError(f"backend {b.address} is listed twice")
             seen.add(b.address)

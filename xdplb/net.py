@@ -29,6 +29,8 @@ class Nexthop:
     ifindex: int
     smac: str   # our MAC on ifindex
     dmac: str   # the next hop's MAC
+    src: str | None = None  # our address towards the backend (the route's preferred source): TUN's outer source
+    mtu: int = 0            # the egress interface's MTU (0: unknown, no check): what TUN must fit in
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -55,12 +57,14 @@ def resolve_nexthop(address: ipaddress.IPv4Address | ipaddress.IPv6Address, time
             raise NexthopError(f"no route to backend {address}: {e}") from e
         oif = route.get_attr("RTA_OIF")
         via = route.get_attr("RTA_GATEWAY") or str(address)
-        smac = ipr.get_links(oif)[0].get_attr("IFLA_ADDRESS")
+        link = ipr.get_links(oif)[0]
+        smac, mtu = link.get_attr("IFLA_ADDRESS"), link.get_attr("IFLA_MTU") or 0
+        src = route.get_attr("RTA_PREFSRC")
         deadline = time.monotonic() + timeout
         while True:
             dmac = _neighbour(ipr, via, oif)
             if dmac:
-                return Nexthop(oif, smac, dmac)
+                return Nexthop(oif, smac, dmac, src, mtu)
             if time.monotonic() > deadline:
                 raise NexthopError(f"next hop {via} of backend {address} did not answer ARP/ND")
             ipr.neigh("replace", dst=via, ifindex=oif, flags=NTF_USE, state=0)

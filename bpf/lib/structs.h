@@ -5,7 +5,7 @@
 #ifndef XDPLB_STRUCTS_H
 #define XDPLB_STRUCTS_H
 
-#define XDPLB_SCHEMA_VERSION 2
+#define XDPLB_SCHEMA_VERSION 3
 
 /* Magic in struct sim_meta: a frame carrying it in its XDP metadata is simulated (no side effects). */
 #define XDPLB_SIM_MAGIC 0x53494d31 /* "SIM1" */
@@ -32,6 +32,13 @@ enum xdplb_method {
 	LB_METHOD_DR = 0,
 	LB_METHOD_TUN = 1,
 	LB_METHOD_NAT = 2,
+};
+
+/* struct backend.encap: how TUN carries a packet to this backend */
+enum xdplb_encap {
+	ENCAP_NONE = 0,           /* DR: the frame itself, MACs rewritten */
+	ENCAP_IPIP = 1,           /* IPIP: 4in4, 6in6, 4in6 by the inner and the backend's family */
+	ENCAP_GUE = 2,            /* GUE variant 1 (direct IP in UDP) to backend.gue_port */
 };
 
 /* struct service.flags */
@@ -77,7 +84,7 @@ enum xdplb_counter {
 	CNT_PASS_MALFORMED_L3,    /* truncated IP header, bad version/IHL/length */
 	CNT_PASS_FRAGMENT,        /* IPv4 or IPv6 fragment: the kernel reassembles */
 	CNT_PASS_IPV6_EXTHDR,     /* more extension headers than XDPLB_MAX_EXTHDR */
-	CNT_PASS_NOT_L4,          /* not TCP/UDP (ICMP, ESP, AH, an unknown extension header...) */
+	CNT_PASS_NOT_L4,          /* not TCP/UDP/ICMP (ESP, AH, GRE, an unknown extension header...) */
 	CNT_PASS_MALFORMED_L4,    /* TCP/UDP header cut by the frame or the IP length, data offset < 5 */
 	CNT_PASS_NOT_VIP,         /* no virtual service for (daddr, dport, proto) */
 	CNT_DROP_NO_BACKEND,      /* a service with no usable backend */
@@ -98,6 +105,12 @@ enum xdplb_counter {
 	CNT_PERSIST_INSERTED,     /* templates inserted */
 	CNT_DROP_NODEST,          /* a connection whose backend is gone, on a service without expire_nodest */
 	CNT_DROP_OVERLOADED,      /* every backend the scheduler may use is above its upper threshold */
+	CNT_PASS_ICMP,            /* ICMP that is not an error about a flow (echo to a VIP included) */
+	CNT_PASS_ICMP_NO_CONN,    /* an ICMP error quoting a flow no connection holds */
+	CNT_ICMP_FORWARDED,       /* an ICMP error sent on to the backend of the flow it quotes */
+	CNT_ICMP_TOO_BIG_SENT,    /* fragmentation-needed / packet-too-big sent back to the client */
+	CNT_DROP_TOO_BIG,         /* IPv4 without DF that does not fit once encapsulated: XDP cannot fragment */
+	CNT_DROP_ENCAP,           /* the frame could not grow for the outer header */
 	CNT_MAX,
 };
 
@@ -152,9 +165,16 @@ struct backend {
 	__u8 smac[6];             /* our MAC on ifindex */
 	__u16 gen;                /* bumped when the slot is reused; a connection remembers it */
 	__u16 port;               /* later: NAT real port, network byte order */
-	__u32 tun_flags;          /* later: encapsulation kind and options */
+	__u8 encap;               /* enum xdplb_encap: ENCAP_NONE for DR */
+	__u8 pad;
+	__u16 gue_port;           /* GUE destination port, network byte order */
+	__u16 mtu;                /* egress MTU: a TUN packet that would not fit gets ICMP (0: no check) */
+	__u16 pad2;
 	__u32 u_threshold;        /* upper connection threshold (ipvsadm -x), 0 = none */
 	__u32 l_threshold;        /* lower threshold (ipvsadm -y): overloaded until below it */
+	__u32 outer_src[4];       /* TUN: the outer source address (the director's), network byte order */
+	__u32 src_hash_mask[4];   /* TUN: bits of outer_src taken from the flow hash instead (receive-side
+	                           * scaling at the backend); 0 = one fixed source */
 };
 
 /* One scan (lc family, or a table scheduler past overloaded backends), handed between the
