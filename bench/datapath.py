@@ -9,7 +9,8 @@ Besides the mh service of the DR cases: new connections on wlc services of 16, 6
 (the least-connection scan), on a persistent service whose template the client's /24 already has,
 and the FIN of connections established beforehand (SYN, then the client's ACK). The new-connection
 cases on those services run a quarter of the runs: every SYN stays in the half-open table (256K
-entries), which tcp_syn_dr shares, and an insert into a full LRU would time an eviction.
+entries), which tcp_syn_dr shares, and an insert into a full LRU would time an eviction. TUN: an mh
+service whose backends are reached over IPIP (new and established flows) and over GUE (established).
 
     .venv/bin/python bench/datapath.py [--runs N] [--rounds R] [--json]
 """
@@ -40,6 +41,8 @@ OUR_MAC = "02:00:0a:64:00:02"
 FIN_CLIENT = "10.98.0.10"  # the established flows the FINs close, apart from the SYN cases' flows
 WLC_PORTS = {16: 8016, 64: 8064, 256: 8256}  # backends -> the port of a wlc service with that many
 PERSIST_PORT = 81
+TUN_PORTS = {"ipip": 8080, "gue": 8081}  # TUN services over IPIP and GUE
+OUR_ADDR = "10.100.0.2"  # the director's address: TUN's outer source
 SPORT_OFFSET = 14 + 20  # Ethernet + IPv4 without options
 SADDR_OFFSET = 14 + 12
 
@@ -76,8 +79,8 @@ def pool(first: str, count: int) -> tuple[tuple[Backend, ...], dict]:
     """`count` backends from address `first` on, each with a resolved next hop (its MAC spells the address)."""
     start = ipaddress.ip_address(first)
     backends = tuple(Backend(address=start + i, weight=1) for i in range(count))
-    return backends, {b.address: Nexthop(1, OUR_MAC, "02:00:" + ":".join(f"{x:02x}" for x in b.address.packed))
-                      for b in backends}
+    return backends, {b.address: Nexthop(1, OUR_MAC, "02:00:" + ":".join(f"{x:02x}" for x in b.address.packed),
+                                         OUR_ADDR, 1500) for b in backends}
 
 
 def configure(dp: Datapath) -> None:
@@ -90,6 +93,10 @@ def configure(dp: Datapath) -> None:
     backends, nexthops = pool("10.104.0.1", 3)
     dp.set_service(Service(protocol="tcp", vip=VIP, port=PERSIST_PORT, scheduler="mh", backends=backends,
                            persistence={"timeout": 300, "netmask": 24}), nexthops)
+    backends, nexthops = pool("10.105.0.1", 3)
+    for encap, port in TUN_PORTS.items():
+        dp.set_service(Service(protocol="tcp", vip=VIP, port=port, scheduler="mh", method="tun",
+                               tunnel={"encap": encap}, backends=backends), nexthops)
 
 
 def established(dp: Datapath, count: int) -> list[bytes]:
@@ -111,6 +118,9 @@ def measure(runs: int, rounds: int) -> dict:
         ack = frame(TCP(sport=40000, dport=80, flags="A"))
         udp = frame(UDP(sport=40000, dport=80) / (b"x" * 16))
         persist_syn = frame(TCP(sport=1024, dport=PERSIST_PORT, flags="S"))
+        tun_acks = {encap: frame(TCP(sport=40000, dport=port, flags="A")) for encap, port in TUN_PORTS.items()}
+        for f in tun_acks.values():
+            dp.run(f)
         dp.run(ack)
         dp.run(udp)
         dp.run(persist_syn)  # the template of CLIENT's /24, which every timed SYN of the case hits
@@ -119,6 +129,7 @@ def measure(runs: int, rounds: int) -> dict:
         wlc = {n: new_flows(frame(TCP(sport=1024, dport=port, flags="S")), few * rounds)
                for n, port in WLC_PORTS.items()}
         persist = new_flows(persist_syn, few * rounds)
+        tun_syns = new_flows(frame(TCP(sport=1024, dport=TUN_PORTS["ipip"], flags="S")), few * rounds)
         fins = established(dp, runs * rounds)
 
         def same(f: bytes) -> Callable[[int], list[bytes]]:
@@ -136,6 +147,9 @@ def measure(runs: int, rounds: int) -> dict:
             **{f"tcp_syn_wlc_{n}": (dp.runner, each(frames, few)) for n, frames in wlc.items()},
             "tcp_syn_persist": (dp.runner, each(persist, few)),
             "tcp_fin": (dp.runner, each(fins)),
+            "tcp_syn_tun": (dp.runner, each(tun_syns, few)),
+            "tcp_ack_tun": (dp.runner, same(tun_acks["ipip"])),
+            "tcp_ack_gue": (dp.runner, same(tun_acks["gue"])),
             "xdp_tx_swap": (base_tx.runner, same(ack)),
             "lru_insert_kernel": (base_lru.runner, each(syns)),
         }, rounds)

@@ -74,7 +74,7 @@ def test_encapsulation_field_by_field(dp, vip, be, encap, proto):
     assert outer.src == (pk.LB4 if be == 4 else pk.LB6)
     if be == 4:
         assert eth.type == 0x0800 and outer.ttl == 64
-        assert outer.flags.DF == (original.flags.DF if vip == 4 else True)
+        assert (original.flags.DF if vip == 4 else True) == outer.flags.DF
         assert outer.proto == (17 if encap == "gue" else (4 if vip == 4 else 41))
         assert outer.len == len(bytes(original)) + (28 if encap == "gue" else 20)
     else:
