@@ -238,3 +238,24 @@ def test_tun_configuration_errors_change_nothing(dp):
     assert dp.services == []
     with pytest.raises(ValueError, match="needs method tun"):
         pk.service(backends=({"address": bes[0].address, "tunnel": {"encap": "gue"}},))
+
+
+@pytest.fixture(scope="module")
+def decapsulator():
+    from xdplb.decap import Decapsulator
+
+    d = Decapsulator()
+    d.set_addresses([b.address for v in (4, 6) for b in tun_backends(3, v)])
+    yield d
+    d.close()
+
+
+@pytest.mark.parametrize(("vip", "be", "encap"), COMBOS)
+def test_the_decapsulator_gives_back_the_original_packet(dp, decapsulator, vip, be, encap):
+    """Director then real server: what reaches the real server's stack is what the client sent."""
+    configure(dp, vip, be, encap)
+    frame = pk.tcp(version=vip, flags="PA", payload=b"through the tunnel")
+    res = decapsulator.run(dp.run(frame).frame)
+    assert res.verdict == "PASS"
+    assert Ether(res.frame).type == Ether(frame).type
+    assert res.frame[14:] == frame[14:]

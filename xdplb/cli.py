@@ -112,5 +112,70 @@ def lab_exec(ctx: typer.Context, host: str, prefix: str = PrefixOpt) -> None:
     raise typer.Exit(proc.wait())
 
 
+decap_app = typer.Typer(
+    help="TUN real servers: the XDP decapsulator (IPIP and GUE to this host's addresses). It stays attached "
+         "after the command exits; it takes the addresses the host has when attached: re-attach after adding one.",
+    no_args_is_help=True)
+app.add_typer(decap_app, name="decap")
+
+
+@decap_app.command("attach")
+def decap_attach(
+    iface: str,
+    gue_port: int = typer.Option(6080, help="UDP destination port of GUE (DECAP_GUE_PORT); 0: IPIP only"),
+    mode: str = typer.Option("auto", help="auto (native, else generic), native or generic"),
+) -> None:
+    """Decapsulate IPIP and GUE addressed to this host, on IFACE.
+
+    IPIP: 4in4, 6in6, 4in6 and 6in4; GUE variant 1: UDP to the GUE port carrying an IP packet. The host's
+    addresses are read now (every global address of this namespace): an address added later needs an
+    attach again. A decapsulator already there is replaced; another XDP program is refused."""
+    from xdplb.decap import DecapError, Decapsulator
+
+    try:
+        with Decapsulator(gue_port) as d:
+            got = d.attach(iface, mode)
+            addrs = ", ".join(map(str, d.addresses)) or "none"
+    except DecapError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from e
+    gue = f"GUE on UDP {gue_port}" if gue_port else "no GUE"
+    console.print(f"[green]decapsulator attached[/] to {iface} ({got}): IPIP, {gue}; for {addrs}")
+
+
+@decap_app.command("detach")
+def decap_detach(iface: str) -> None:
+    """Remove the decapsulator from IFACE (never another XDP program)."""
+    from xdplb.decap import DecapError, detach
+
+    try:
+        detach(iface)
+    except DecapError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from e
+    console.print(f"decapsulator detached from {iface}")
+
+
+@decap_app.command("status")
+def decap_status() -> None:
+    """Every interface of this namespace running the decapsulator: mode, GUE port, addresses, counters."""
+    from xdplb.decap import COUNTERS, status
+
+    found = status()
+    if not found:
+        console.print("no decapsulator attached here")
+        return
+    table = Table()
+    table.add_column("")
+    for a in found:
+        table.add_column(a.ifname, justify="right")
+    table.add_row("mode", *(f"{a.mode} (id {a.prog_id})" for a in found))
+    table.add_row("GUE port", *(str(a.gue_port or "off") for a in found))
+    table.add_row("addresses", *("\n".join(map(str, a.addresses)) for a in found))
+    for name in COUNTERS:
+        table.add_row(name, *(str(a.counters[name]) for a in found))
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -12,7 +12,17 @@ from rich.table import Table
 
 from xdplb.datapath import Datapath, Sizes
 from xdplb.lab import VIP4, VIP6, Director, Lab, exit_on_signals
-from xdplb.labclients import DR_WEIGHTS, address_of, dr_service, http_names, stream, udp_names, url
+from xdplb.labclients import (
+    DR_WEIGHTS,
+    address_of,
+    dr_service,
+    http_names,
+    stream,
+    tun_service,
+    udp_names,
+    upload,
+    url,
+)
 
 console = Console(emoji=False)
 
@@ -111,6 +121,19 @@ def run(lab: Lab, director: Director) -> None:
     udp = dr_service("udp", 9000, scheduler="rr")
     director.set_service(udp)
     show_distribution("UDP: 30 datagrams from 30 source ports", udp_names(lab, 4, 30, 16), dict.fromkeys(DR_WEIGHTS, 1))
+
+    step("TUN: the same servers, reached through tunnels instead of MAC rewriting. The director "
+         "encapsulates (IPIP or GUE), each server's XDP decapsulator (bpf/decap.c) unwraps the packet "
+         "and the server answers the client directly, as in DR.")
+    for title, svc in (("IPIP 4in4", tun_service()), ("GUE over IPv6 (4in6)", tun_service(encap="gue",
+                                                                                         backend_version=6))):
+        director.set_service(svc)
+        show_distribution(f"TUN {title}: 30 HTTP requests", http_names(lab, url(4), 30), DR_WEIGHTS)
+    director.set_service(tun_service(port=9001))
+    server, received = upload(lab)
+    console.print(f"  a 200 kB upload through the tunnel: {server} received {received} bytes; the director sent "
+                  f"{director.dp.counters()['icmp_too_big_sent']} fragmentation-needed message(s), so the "
+                  "client's TCP found the tunnel's smaller path MTU")
 
     counters = {k: v for k, v in director.dp.counters().items() if v}
     console.print("\n[bold]Balancer counters:[/] " + ", ".join(f"{k}={v}" for k, v in counters.items()))

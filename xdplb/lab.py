@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class LabError(RuntimeError):
 
 
 STATE_ROOT = Path("/run/xdplb-lab")
+# The xdplb command, for role scripts (XDPLB): a DR real server attaches the TUN decapsulator with it.
+XDPLB_CMD = f"{sys.executable} -m xdplb.cli"
 
 
 def exit_on_signals() -> None:
@@ -173,7 +176,8 @@ class Lab:
 
     def _configure(self, host: Host) -> None:
         args = host.role_args(self.state_dir / host.name)
-        self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True)
+        self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True,
+                  env={**os.environ, "XDPLB": XDPLB_CMD})
 
     def _bridge_port_programs(self) -> None:
         self.restore_port_program(*(f"{h.name}-{segment}"[:15] for h in HOSTS for segment in h.segments))

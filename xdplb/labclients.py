@@ -38,6 +38,17 @@ print(json.dumps(out))
 """
 
 
+_UPLOAD_CLIENT = r"""
+import socket, sys
+vip, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+s = socket.create_connection((vip, port), timeout=20)
+s.sendall(b"u" * size)
+s.shutdown(socket.SHUT_WR)
+print(s.recv(100).decode())
+"""
+
+
 def vip(version: int) -> str:
     return VIP4 if version == 4 else VIP6
 
@@ -47,11 +58,21 @@ def url(version: int, path: str = "/") -> str:
 
 
 def dr_service(proto: str = "tcp", port: int = 80, version: int = 4, weights: dict[str, int] | None = None,
-               scheduler: str = "wrr") -> Service:
+               scheduler: str = "wrr", backend_version: int | None = None, **extra: object) -> Service:
+    """A service over rs1-rs3 (the DR/TUN real servers); `extra` goes to Service (method, tunnel...)."""
     weights = DR_WEIGHTS if weights is None else weights
+    be_version = backend_version or version
     return Service(protocol=proto, vip=vip(version), port=port, scheduler=scheduler,
-                   backends=tuple(Backend(address=BY_NAME[n].address("front", version), weight=w)
-                                  for n, w in weights.items()))
+                   backends=tuple(Backend(address=BY_NAME[n].address("front", be_version), weight=w)
+                                  for n, w in weights.items()), **extra)
+
+
+def tun_service(proto: str = "tcp", port: int = 80, version: int = 4, encap: str = "ipip",
+                backend_version: int | None = None, **kw: object) -> Service:
+    """The same over TUN: rs1-rs3 decapsulate with xdplb's XDP decapsulator (4in6 when the VIP is
+    IPv4 and backend_version 6)."""
+    return dr_service(proto, port, version, backend_version=backend_version, method="tun",
+                      tunnel={"encap": encap}, **kw)
 
 
 def address_of(name: str, version: int = 4) -> IPAddress:
@@ -69,6 +90,13 @@ def udp_names(lab: Lab, version: int, n: int, size: int, port: int = 9000) -> Co
     res = lab.exec("client", [*ONE_CPU, "python3", "-c", _UDP_CLIENT, vip(version), str(port), str(n), str(size)],
                    check=True)
     return Counter(json.loads(res.stdout))
+
+
+def upload(lab: Lab, version: int = 4, size: int = 200_000, port: int = 9001) -> tuple[str, int]:
+    """One TCP upload of `size` bytes to the servers' byte counter: (server, bytes it received)."""
+    res = lab.exec("client", ["python3", "-c", _UPLOAD_CLIENT, vip(version), str(port), str(size)], check=True)
+    name, count = res.stdout.strip().split(":")
+    return name, int(count)
 
 
 def stream(lab: Lab, version: int = 4) -> subprocess.Popen:

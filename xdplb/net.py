@@ -183,5 +183,13 @@ def addresses(ifname: str) -> list[str]:
                 if a["scope"] == 0]
 
 
+def local_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every global address of the current namespace, on any interface (loopback's VIPs too): the
+    addresses the kernel takes as its own."""
+    with IPRoute() as ipr:
+        return [ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"))
+                for a in ipr.get_addr() if a["scope"] == 0]
+
+
 def list_netns() -> list[str]:
     return list(netns.listnetns())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real server's services: nginx on port 80 answering "NAME" (and /stream, a slow 1 MB body for
-# long-lived connections), and a UDP echo on port 9000 answering "NAME:data", each bound to the
-# addresses given so replies leave from the address the client asked.
+# long-lived connections), a UDP echo on port 9000 answering "NAME:data" and a TCP byte counter on
+# port 9001 answering "NAME:bytes", each bound to the addresses given so replies leave from the
+# address the client asked.
 # usage: services.sh NAME STATE_DIR ADDR...
 set -euo pipefail
 name=${1:?name} state=${2:?state directory}
@@ -45,5 +46,9 @@ nginx -c "$state/nginx.conf" -e "$state/logs/error.log"
 stop "$state/echo.pid"
 python3 "$here/udp_echo.py" "$name" 9000 "$@" </dev/null >"$state/logs/echo.log" 2>&1 &
 echo $! > "$state/echo.pid"
+stop "$state/count.pid"
+python3 "$here/tcp_count.py" "$name" 9001 "$@" </dev/null >"$state/logs/count.log" 2>&1 &
+echo $! > "$state/count.pid"
 sleep 0.2
 kill -0 "$(cat "$state/echo.pid")" 2>/dev/null || { echo "udp echo did not start: $(cat "$state/logs/echo.log")" >&2; exit 1; }
+kill -0 "$(cat "$state/count.pid")" 2>/dev/null || { echo "tcp count did not start: $(cat "$state/logs/count.log")" >&2; exit 1; }
