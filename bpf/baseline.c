@@ -1,6 +1,6 @@
 /* Baselines for bench/datapath.py: the floor (pass everything) and a trivial XDP_TX (MAC swap). */
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
+#include <uapi/linux/if_ether.h>
 
 int xdp_pass(struct xdp_md *ctx)
 {
