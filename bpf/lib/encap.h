@@ -25,6 +25,14 @@ static __always_inline __u8 encap_proto(struct backend *be, struct pkt *p)
 	return p->key.family == FAMILY_IPV6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 }
 
+/* The flow's hash goes into an IPv6 flow label, a GUE source port or varied source bits; plain
+ * IPIP over IPv4 from one source needs none. */
+static __always_inline int encap_wants_hash(struct backend *be)
+{
+	return be->family == FAMILY_IPV6 || be->encap == ENCAP_GUE ||
+	       (be->src_hash_mask[0] | be->src_hash_mask[1] | be->src_hash_mask[2] | be->src_hash_mask[3]);
+}
+
 static __always_inline __u32 outer_src_word(struct backend *be, int i, __u32 hash)
 {
 	return (be->outer_src[i] & ~be->src_hash_mask[i]) | (hash & be->src_hash_mask[i]);
@@ -61,10 +69,12 @@ static __always_inline void write_outer4(struct iphdr *o, struct pkt *p, struct 
 	o->frag_off = p->df ? bpf_htons(IP_DF) : 0;
 	o->ttl = ENCAP_TTL;
 	o->protocol = encap_proto(be, p);
-	o->check = 0;
 	o->saddr = outer_src_word(be, 0, hash);
 	o->daddr = be->addr[0];
-	o->check = ipv4_header_csum(o);
+	/* summed from the values just written, not read back from the packet */
+	o->check = lb_csum_fold((__u64)bpf_htons(0x4500 | o->tos) + o->tot_len + o->frag_off +
+				bpf_htons((ENCAP_TTL << 8) | o->protocol) + (o->saddr >> 16) + (o->saddr & 0xffff) +
+				(o->daddr >> 16) + (o->daddr & 0xffff));
 }
 
 static __always_inline void write_outer6(struct ipv6hdr *o, struct pkt *p, struct backend *be, __u32 hash)

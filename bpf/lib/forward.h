@@ -31,11 +31,13 @@ static __always_inline int forward_dr(struct xdp_md *ctx, struct backend *be, __
 
 static __always_inline int forward_tun(struct xdp_md *ctx, struct pkt *p, struct backend *be, __u32 *reason)
 {
-	__u32 over = encap_overhead(be);
+	__u32 over = encap_overhead(be), hash = 0;
 
 	if (be->mtu && p->len + over > be->mtu)
 		return too_big(ctx, p, be->mtu - over, reason);
-	if (encap(ctx, p, be, hash_flow(&p->key))) {
+	if (encap_wants_hash(be))
+		hash = hash_flow(&p->key);
+	if (encap(ctx, p, be, hash)) {
 		*reason = CNT_DROP_ENCAP;
 		return XDP_DROP;
 	}
