@@ -13,8 +13,11 @@ systemctl disable --now nginx >/dev/null 2>&1 || true   # the lab runs its own n
 out=$(python3 /vagrant/vagrant/role_args.py "$top" "$host")
 read -r role args <<<"$out"
 export LAB_ROUTES=prefixes          # keep the management network's default route
-if [ "$role" = director ]; then
-	XDPLB_NO_VAGRANT=1 bash /vagrant/scripts/setup.sh   # BCC, kernel headers and the xdplb venv
+if [ "$role" = director ] || [ "$role" = realserver-dr ]; then
+	# BCC, kernel headers and the xdplb venv: the balancer on a director, the TUN decapsulator on a
+	# DR/TUN real server (its role script attaches it with $XDPLB)
+	XDPLB_NO_VAGRANT=1 bash /vagrant/scripts/setup.sh
+	export XDPLB=/vagrant/.venv/bin/xdplb
 fi
 # shellcheck disable=SC2086
 bash "/vagrant/lab/roles/$role.sh" $args

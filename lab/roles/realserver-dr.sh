@@ -14,7 +14,7 @@ ip addr replace "$VIP4/32" dev lo
 ip addr replace "$VIP6/128" dev lo nodad
 route_via 10.100.0.1 fd00:100::1
 # The decapsulator takes the addresses the host has now: after the VIPs. $XDPLB is the xdplb command
-# (the namespace lab passes it), else xdplb on PATH; without it (Vagrant) this server is DR only.
+# (the namespace lab and the Vagrant provisioning pass it), else xdplb on PATH; without it, DR only.
 xdplb=${XDPLB:-$(command -v xdplb || true)}
 if [ -n "$xdplb" ]; then
 	$xdplb decap attach "$front"
