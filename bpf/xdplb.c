@@ -1,8 +1,8 @@
 /* xdplb: the XDP balancer. This file is only the pipeline:
- *   parse -> service lookup (exact, then port 0) -> connection lookup (established, then half-open)
- *   -> on a miss: persistence template, then the scheduler -> connection insert (a SYN into the
- *   half-open table) -> forward (DR, TUN) -> one counted exit. An ICMP error about a flow follows
- *   the flow to its backend.
+ *   parse -> connection lookup (a live entry goes straight to forwarding) -> service lookup (exact,
+ *   then port 0) -> the half-open entry -> on a miss: persistence template, then the scheduler ->
+ *   connection insert (a SYN into the half-open table) -> forward (DR, TUN) -> one counted exit.
+ *   An ICMP error about a flow follows the flow to its backend.
  * A frame carrying struct sim_meta in its XDP metadata is simulated: it is parsed, looked up,
  * scheduled and rewritten like any other, but inserts no connection, moves no cursor and counts
  * nothing; the decision is written back into the metadata. */
@@ -174,16 +174,15 @@ static __always_inline struct backend *place(struct xdp_md *ctx, __u32 svc_id, s
 	return won;
 }
 
-/* Finds the flow's entry and decides whether it still holds: not expired, its backend there (or
- * else, without expire_nodest, its packets are dropped), not a closed flow opened again. */
+/* Decides whether the flow's entry (else its half-open one) still holds: not expired, its backend
+ * there (or else, without expire_nodest, its packets are dropped), not a closed flow opened again. */
 static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct settings *s, __u64 now,
 				       struct known *k)
 {
 	struct service *svc;
 	struct conn *ct;
 
-	k->table = CT_TABLE_MAIN;
-	ct = conntrack.lookup(&p->key);
+	ct = k->ct;  /* the connection table's entry, looked up by balance() */
 	if (!ct && p->key.proto == IPPROTO_TCP) {
 		k->table = CT_TABLE_SYN;
 		ct = conn_syn.lookup(&p->key);
@@ -228,33 +227,56 @@ static __always_inline int icmp_to_backend(struct xdp_md *ctx, struct pkt *p, st
 	return forward(ctx, p, be, &v->reason);
 }
 
+/* The common case, decided before the service lookup: a connection-table entry that is live. Its
+ * service is the one it names (a removed service frees its backends, so its entries are not live). */
+static __always_inline struct backend *live_conn(struct conn *ct, struct pkt *p, struct settings *s, __u64 now)
+{
+	struct backend *be = conn_backend(ct);
+
+	if (!be || ct_expired(ct, s, p->key.proto, now) || reopens(ct, p))
+		return NULL;
+	return be;
+}
+
 static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, struct verdict *v)
 {
-	struct known k = {};
-	struct backend *be;
+	struct known k = { .table = CT_TABLE_MAIN };
+	struct backend *be = NULL;
 	struct settings *s;
 	__u32 svc_id = 0, zero = 0;
 	__u64 now;
 	int act, r;
 
-	r = lookup_service(p, &svc_id);
-	if (r) {
-		v->reason = r;
-		return XDP_PASS;
-	}
-	v->service = svc_id;
-	if (p->icmp)
-		return icmp_to_backend(ctx, p, v);
 	s = settings.lookup(&zero);
 	if (!s)
 		return XDP_PASS;
 	now = bpf_jiffies64() + s->clock_offset;
-	r = lookup_conn(svc_id, p, s, now, &k);
-	if (r) {
-		v->reason = r;
-		return XDP_DROP;
+	if (!p->icmp) {
+		k.ct = conntrack.lookup(&p->key);
+		if (k.ct)
+			be = live_conn(k.ct, p, s, now);
 	}
-	be = k.be;
+	if (be) {
+		svc_id = k.ct->service;
+	} else {
+		r = lookup_service(p, &svc_id);
+		if (r) {
+			v->reason = r;
+			return XDP_PASS;
+		}
+		if (p->icmp) {
+			v->service = svc_id;
+			return icmp_to_backend(ctx, p, v);
+		}
+		r = lookup_conn(svc_id, p, s, now, &k);
+		if (r) {
+			v->service = svc_id;
+			v->reason = r;
+			return XDP_DROP;
+		}
+		be = k.be;
+	}
+	v->service = svc_id;
 	if (be) {
 		v->reason = CNT_CONN_HIT;
 		v->backend = k.ct->backend;
