@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from bcc import BPF
 
-from xdplb import conntable, kernel, maglev, schedule
+from xdplb import conntable, kernel, maglev, pinning, schedule
 from xdplb.cenum import enum_values, header_enums
-from xdplb.model import Backend, IPAddress, Method, SchedFlag, Scheduler, Service, Timeouts, Tunnel
+from xdplb.model import Backend, IPAddress, Method, Protocol, SchedFlag, Scheduler, Service, Timeouts, Tunnel
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
 from xdplb.testrun import RunResult, XdpRunner
 
@@ -54,6 +54,7 @@ _RANKS = {
 }
 LC_MAX_LOADABLE = 1024  # the most backends the verifier accepts in the lc scan here (kernel 6.18)
 _SIM_MAGIC = int(re.search(r"#define XDPLB_SIM_MAGIC (0x[0-9a-f]+)", STRUCTS_H.read_text()).group(1), 16)
+SCHEMA_VERSION = int(re.search(r"#define XDPLB_SCHEMA_VERSION (\d+)", STRUCTS_H.read_text()).group(1))
 _NONE = 0xFFFFFFFF
 _INCLUDE = re.compile(r'^#include "([^"]+)"\s*$')
 
@@ -116,6 +117,7 @@ class _Service:
     ring: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     seq: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     conf: bytes = b""   # the struct service last written
+    keys: frozenset = frozenset()  # the (protocol, VIP, port) keys in the services map
 
 
 @dataclass(frozen=True)
@@ -233,33 +235,117 @@ class Program:
 class Datapath:
     """One loaded balancer: its maps, and what Python knows it wrote into them."""
 
-    def __init__(self, sizes: Sizes | None = None, resolver: Resolver = resolve_nexthop) -> None:
+    def __init__(self, sizes: Sizes | None = None, resolver: Resolver = resolve_nexthop,
+                 pin_dir: Path | None = None) -> None:
+        """pin_dir: a bpffs directory where the maps are pinned; maps already there (a restarted control
+        plane) are checked and taken over, connections, counters and ids included."""
         self.sizes = sizes or Sizes()
+        self.pin_dir = pin_dir
         self._resolver = resolver
         src = program_source(BPF_DIR / "xdplb.c")
-        self._bpf = BPF(text=src.encode(), cflags=self.sizes.cflags())
-        self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
-        self._lc_prog = self._bpf.load_func(b"xdplb_lc", BPF.XDP)
-        self.runner = XdpRunner(self.prog.fd)
+        cflags = self.sizes.cflags()
+        if pin_dir:
+            pin_dir.mkdir(parents=True, exist_ok=True)
+            cflags.append(f'-DXDPLB_PIN_DIR="{pin_dir}"')
+        self._bpf = BPF(text=src.encode(), cflags=cflags)
         self.maps = {name: self._bpf[name.encode()] for name in (
             "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack", "conn_syn",
             "persist", "be_load", "be_fix", "settings", "lc_scratch", "lc_progs", "tx_ports", "counters",
-            "svc_stats", "be_stats", "sim_layout")}
+            "svc_stats", "be_stats", "pin_meta", "sim_layout")}
+        try:
+            if pin_dir:
+                pinning.check_shapes({name: self.maps[name] for name in pinning.PINNED_MAPS})
+            taken_over = pinning.check_schema(self.maps["pin_meta"], SCHEMA_VERSION)
+            self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
+            self._lc_prog = self._bpf.load_func(b"xdplb_lc", BPF.XDP)
+        except Exception:
+            self._bpf.cleanup()
+            raise
+        self.runner = XdpRunner(self.prog.fd)
         progs = self.maps["lc_progs"]
         progs[ct.c_int(_LC_PROGS["scan"])] = ct.c_int(self._lc_prog.fd)
         progs[ct.c_int(_LC_PROGS["main"])] = ct.c_int(self.prog.fd)
-        self._timeouts = Timeouts()
-        self._clock_offset = 0
-        self._write_settings()
         self._removed = {"conntrack": 0, "conn_syn": 0}  # entries Python deleted, for eviction accounting
         self.lock = threading.RLock()  # the sweeper's thread and the reconciler's calls take turns
         self._services: dict[tuple, _Service] = {}
+        self._adopted: dict[int, _Service] = {}  # service id -> what pinned maps held, until claimed
         self._endpoints: dict[tuple, tuple] = {}  # (protocol, VIP, port) -> key of the service it belongs to
         self._free_services = list(range(self.sizes.max_services))  # heaps: the lowest free id first
         self._free_backends = list(range(self.sizes.max_backends))
         self._gens = [0] * self.sizes.max_backends
         self._tx_slots: dict[int, int] = {}
         self._attached: dict[str, int] = {}
+        self._timeouts = Timeouts()
+        self._clock_offset = 0
+        if taken_over:
+            self._take_over()
+        else:
+            self._write_settings()
+
+    # ---- taking over pinned maps ---------------------------------------------------------------
+    # A restarted control plane finds the maps as the previous one left them. It reads back which
+    # service and backend ids are in use (so connections keep pointing at the right backends), the
+    # tables as written (so the first set_service of each service writes only what differs) and the
+    # settings. A service the new desired state does not name is removed by release_unclaimed().
+
+    def _take_over(self) -> None:
+        settings = self.maps["settings"][ct.c_uint32(0)]
+        self._clock_offset = settings.clock_offset
+        hz, order = kernel.hz(), sorted(conntable.TIMEOUT, key=conntable.TIMEOUT.get)
+        self._timeouts = Timeouts(**{name: max(1, settings.timeout[i] // hz) for i, name in enumerate(order)})
+        keys: dict[int, set] = {}
+        for k, v in self.maps["services"].items():
+            keys.setdefault(v.value, set()).add(self._endpoint_of(k))
+        by_service: dict[int, dict] = {sid: {} for sid in keys}
+        for bid, be in enumerate(self.maps["backends"].values()):
+            self._gens[bid] = be.gen
+            if be.flags & _BE_ACTIVE and be.service in by_service:
+                addr = _addr_of(be.addr, be.family)
+                by_service[be.service][addr] = _Backend(bid, be.gen, be.weight, None, None)
+                if be.ifindex:
+                    self._tx_slots[be.ifindex] = be.tx_slot
+        for sid, endpoints in keys.items():
+            conf = self.maps["service_conf"][ct.c_uint32(sid)]
+            state = _Service(id=sid, model=None, backends=by_service[sid], conf=bytes(conf),
+                             ring=self._read_rows("rings", sid * self.sizes.ring_max, conf.ring_size),
+                             seq=self._read_rows("seqs", sid * self.sizes.seq_max, conf.seq_size),
+                             keys=frozenset(endpoints))
+            self._adopted[sid] = state
+        in_use = {b.id for st in self._adopted.values() for b in st.backends.values()}
+        self._free_services = [i for i in self._free_services if i not in self._adopted]
+        self._free_backends = [i for i in self._free_backends if i not in in_use]
+        log.info("took over pinned maps in %s: %d services, %d backends", self.pin_dir, len(self._adopted),
+                 len(in_use))
+
+    def _endpoint_of(self, key: ct.Structure) -> tuple:
+        protocol = {p.number: p for p in Protocol}[key.proto]
+        return (protocol, _addr_of(key.addr, key.family), socket.ntohs(key.port))
+
+    def _read_rows(self, name: str, base: int, count: int) -> np.ndarray:
+        table = self.maps[name]
+        return np.array([table[ct.c_uint32(base + i)].value for i in range(count)], dtype=np.uint32)
+
+    def _adopted_for(self, service: Service) -> _Service | None:
+        """The pinned state of a service the previous control plane wrote, found by its endpoints."""
+        for state in self._adopted.values():
+            if state.keys & set(service.all_endpoints):
+                return state
+        return None
+
+    @_locked
+    def release_unclaimed(self) -> list[int]:
+        """Removes the services pinned maps held that no set_service claimed since the take-over."""
+        gone = list(self._adopted)
+        for sid in gone:
+            state = self._adopted.pop(sid)
+            for ep in state.keys:
+                del self.maps["services"][self._vip_key(*ep)]
+            self.maps["service_conf"][ct.c_uint32(sid)] = self.maps["service_conf"].Leaf()
+            for slot in state.backends.values():
+                self._free_backend(slot)
+            heapq.heappush(self._free_services, sid)
+        self._prune_tx_slots()
+        return gone
 
     @property
     def instructions(self) -> int:
@@ -306,7 +392,7 @@ class Datapath:
     def set_service(self, service: Service, nexthops: Mapping[IPAddress, Nexthop] | None = None) -> dict[str, int]:
         """Add or update a service with its backends; returns how many entries were written.
         Backends whose next hop is unresolved (ifindex 0) take no new flows, like weight 0."""
-        old = self._services.get(service.key)
+        old = self._services.get(service.key) or self._adopted_for(service)
         self._check_limits(service, old)
         hops = self._nexthops(service, old, nexthops or {})
         new = self._plan(service, old, hops)
@@ -319,7 +405,9 @@ class Datapath:
                 old.conf = b""
             raise
         self._services[service.key] = new
-        for ep in old.model.all_endpoints if old else ():
+        if old is not None:
+            self._adopted.pop(old.id, None)
+        for ep in old.keys if old else ():
             self._endpoints.pop(ep, None)
         self._endpoints.update(dict.fromkeys(service.all_endpoints, service.key))
         for addr, slot in (old.backends.items() if old else ()):
@@ -331,7 +419,7 @@ class Datapath:
     @_locked
     def remove_service(self, key: tuple) -> None:
         state = self._services[key]
-        for ep in state.model.all_endpoints:
+        for ep in state.keys:
             del self.maps["services"][self._vip_key(*ep)]
             del self._endpoints[ep]
         self.maps["service_conf"][ct.c_uint32(state.id)] = self.maps["service_conf"].Leaf()
@@ -365,7 +453,7 @@ class Datapath:
             owner = self._endpoints.get(ep)
             if owner is not None and owner != service.key:
                 raise ConfigError(f"{ep[0]}/{ep[1]}:{ep[2]} already belongs to service {self._services[owner].model}")
-        keys = len(self._endpoints) - (len(old.model.all_endpoints) if old else 0) + len(service.all_endpoints)
+        keys = len(self._endpoints) - (len(old.keys) if old else 0) + len(service.all_endpoints)
         if keys > self.sizes.max_vips:
             raise ConfigError(f"virtual address limit reached ({self.sizes.max_vips})")
         if service.scheduler.least_connection and len(service.backends) > self.sizes.lc_max:
@@ -427,6 +515,7 @@ class Datapath:
         elif service.scheduler == Scheduler.RR or service.scheduler.least_connection:
             new.seq = ids[np.asarray(schedule.rr(usable), dtype=np.intp)]
         new.conf = bytes(self._conf(new))
+        new.keys = frozenset(service.all_endpoints)
         return new
 
     def _release(self, new: _Service, old: _Service | None) -> None:
@@ -459,7 +548,7 @@ class Datapath:
         written["seqs"] = self._write_rows("seqs", new.id * self.sizes.seq_max, old.seq if old else empty, new.seq)
         if not old or old.conf != new.conf:
             self.maps["service_conf"][ct.c_uint32(new.id)] = self.maps["service_conf"].Leaf.from_buffer_copy(new.conf)
-        before = set(old.model.all_endpoints) if old else set()
+        before = set(old.keys) if old else set()
         for ep in new.model.all_endpoints:
             if ep not in before:
                 self.maps["services"][self._vip_key(*ep)] = ct.c_uint32(new.id)
@@ -592,7 +681,8 @@ class Datapath:
 
     def _backend_by_id(self) -> dict[int, tuple[int, int, IPAddress]]:
         """backend id -> (service id, generation, address) of every backend in use."""
-        return {slot.id: (s.id, slot.gen, addr) for s in self._services.values() for addr, slot in s.backends.items()}
+        states = [*self._services.values(), *self._adopted.values()]
+        return {slot.id: (s.id, slot.gen, addr) for s in states for addr, slot in s.backends.items()}
 
     def connections(self) -> Iterator[Connection]:
         """Both connection tables, like `ipvsadm -Lc`. An entry whose backend is gone (its next packet

@@ -18,10 +18,11 @@ import os
 import re
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from xdplb import net
+from xdplb.bpfobj import ProgramMaps, libbpf, ok
 from xdplb.cenum import enum_values
 from xdplb.datapath import BPF_DIR, XDP_MODES, Program
 from xdplb.model import IPAddress
@@ -42,101 +43,13 @@ class DecapError(RuntimeError):
     """The decapsulator cannot do what was asked (another program there, no such interface...)."""
 
 
-# ---- a loaded program's maps, through libbpf ------------------------------------------------------
-# The structs below are the heads of the kernel's uapi struct bpf_prog_info and bpf_map_info (the kernel
-# fills as much as it is given) and libbpf's struct bpf_xdp_attach_opts: ABI, not xdplb layouts. The
-# decapsulator's own maps need no struct: 16-byte address keys, u32 and per-CPU u64 values.
-
-_libbpf = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
-_u32 = ctypes.c_uint32
-_PERCPU_TYPES = {5, 6, 10}  # BPF_MAP_TYPE_PERCPU_HASH, _PERCPU_ARRAY, _LRU_PERCPU_HASH
-_MAX_MAPS = 16
-
-
-class _ProgInfo(ctypes.Structure):
-    _fields_ = [("type", _u32), ("id", _u32), ("tag", ctypes.c_uint8 * 8), ("jited_prog_len", _u32),
-                ("xlated_prog_len", _u32), ("jited_prog_insns", ctypes.c_uint64),
-                ("xlated_prog_insns", ctypes.c_uint64), ("load_time", ctypes.c_uint64), ("created_by_uid", _u32),
-                ("nr_map_ids", _u32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
-
-
-class _MapInfo(ctypes.Structure):
-    _fields_ = [("type", _u32), ("id", _u32), ("key_size", _u32), ("value_size", _u32), ("max_entries", _u32),
-                ("map_flags", _u32), ("name", ctypes.c_char * 16)]
+# ---- a loaded program's maps: xdplb.bpfobj (libbpf). _XdpAttachOpts is libbpf's struct
+# bpf_xdp_attach_opts: ABI, not an xdplb layout. The decapsulator's own maps need no struct: 16-byte
+# address keys, u32 and per-CPU u64 values.
 
 
 class _XdpAttachOpts(ctypes.Structure):
     _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int)]
-
-
-def _ok(ret: int, what: str) -> int:
-    """libbpf answers a negative errno on failure."""
-    if ret < 0:
-        raise OSError(-ret, f"{what}: {os.strerror(-ret)}")
-    return ret
-
-
-def _info(fd: int, info: ctypes.Structure) -> None:
-    size = _u32(ctypes.sizeof(info))
-    _ok(_libbpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), "BPF object info")
-
-
-class _Map:
-    """One map, by its own fd: keys and values as bytes (a per-CPU value: every CPU's, 8-byte aligned)."""
-
-    def __init__(self, fd: int, info: _MapInfo) -> None:
-        self.fd, self.key_size, self.max_entries = fd, info.key_size, info.max_entries
-        percpu = info.type in _PERCPU_TYPES
-        self.cpus = _ok(_libbpf.libbpf_num_possible_cpus(), "possible CPUs") if percpu else 1
-        self.slot = (info.value_size + 7) // 8 * 8 if percpu else info.value_size
-
-    def get(self, key: bytes) -> bytes | None:
-        buf = ctypes.create_string_buffer(self.slot * self.cpus)
-        if _libbpf.bpf_map_lookup_elem(self.fd, key, buf) < 0:
-            return None
-        return buf.raw
-
-    def put(self, key: bytes, value: bytes) -> None:
-        _ok(_libbpf.bpf_map_update_elem(self.fd, key, value, ctypes.c_uint64(0)), "map update")
-
-    def delete(self, key: bytes) -> None:
-        _ok(_libbpf.bpf_map_delete_elem(self.fd, key), "map delete")
-
-    def __iter__(self) -> Iterator[bytes]:
-        """The keys (read ahead of the caller, so it may delete as it goes)."""
-        keys: list[bytes] = []
-        nxt = ctypes.create_string_buffer(self.key_size)
-        while _libbpf.bpf_map_get_next_key(self.fd, keys[-1] if keys else None, nxt) == 0:
-            keys.append(nxt.raw)
-        return iter(keys)
-
-
-class _ProgramMaps:
-    """The maps of a loaded program, by name, opened through the program's fd."""
-
-    def __init__(self, prog_fd: int) -> None:
-        ids = (_u32 * _MAX_MAPS)()
-        info = _ProgInfo(nr_map_ids=_MAX_MAPS, map_ids=ctypes.addressof(ids))
-        _info(prog_fd, info)
-        self.name = info.name.decode()
-        self.maps: dict[str, _Map] = {}
-        try:
-            for map_id in ids[:min(info.nr_map_ids, _MAX_MAPS)]:
-                fd = _ok(_libbpf.bpf_map_get_fd_by_id(map_id), f"map {map_id}")
-                minfo = _MapInfo()
-                _info(fd, minfo)
-                self.maps[minfo.name.decode()] = _Map(fd, minfo)
-        except BaseException:
-            self.close()
-            raise
-
-    def __getitem__(self, name: str) -> _Map:
-        return self.maps[name]
-
-    def close(self) -> None:
-        for m in self.maps.values():
-            os.close(m.fd)
-        self.maps.clear()
 
 
 def _addr_key(addr: IPAddress) -> bytes:
@@ -149,11 +62,11 @@ def _key_addr(key: bytes) -> IPAddress:
     return v6.ipv4_mapped or v6
 
 
-def _read_addresses(maps: _ProgramMaps) -> list[IPAddress]:
+def _read_addresses(maps: ProgramMaps) -> list[IPAddress]:
     return sorted((_key_addr(k) for k in maps["decap_addrs"]), key=lambda a: (a.version, a))
 
 
-def _read_counters(maps: _ProgramMaps) -> dict[str, int]:
+def _read_counters(maps: ProgramMaps) -> dict[str, int]:
     table = maps["decap_counters"]
     out = {}
     for name, idx in COUNTERS.items():
@@ -162,7 +75,7 @@ def _read_counters(maps: _ProgramMaps) -> dict[str, int]:
     return out
 
 
-def _read_gue_port(maps: _ProgramMaps) -> int:
+def _read_gue_port(maps: ProgramMaps) -> int:
     raw = maps["decap_gue_port"].get(struct.pack("=I", 0))
     return struct.unpack("=I", raw[:4])[0] if raw else 0
 
@@ -175,7 +88,7 @@ class Decapsulator:
 
     def __init__(self, gue_port: int = GUE_PORT) -> None:
         self.program = Program(DECAP_C, PROG_NAME)
-        self._maps = _ProgramMaps(self.program.prog.fd)
+        self._maps = ProgramMaps(self.program.prog.fd)
         self.set_gue_port(gue_port)
 
     def set_gue_port(self, port: int) -> None:
@@ -261,20 +174,20 @@ def _ifindex(ifname: str) -> int:
 
 
 def _program_id(ifindex: int) -> int:
-    prog_id = _u32(0)
-    _ok(_libbpf.bpf_xdp_query_id(ifindex, 0, ctypes.byref(prog_id)), "XDP query")
+    prog_id = ctypes.c_uint32(0)
+    ok(libbpf.bpf_xdp_query_id(ifindex, 0, ctypes.byref(prog_id)), "XDP query")
     return prog_id.value
 
 
-def _open_program(ifname: str) -> tuple[int, int, _ProgramMaps] | None:
+def _open_program(ifname: str) -> tuple[int, int, ProgramMaps] | None:
     """(program id, program fd, its maps) of the XDP program on an interface, or None; DecapError
     when that program is not the decapsulator."""
     prog_id = _program_id(_ifindex(ifname))
     if not prog_id:
         return None
-    fd = _ok(_libbpf.bpf_prog_get_fd_by_id(prog_id), f"program {prog_id}")
+    fd = ok(libbpf.bpf_prog_get_fd_by_id(prog_id), f"program {prog_id}")
     try:
-        maps = _ProgramMaps(fd)
+        maps = ProgramMaps(fd)
     except BaseException:
         os.close(fd)
         raise
@@ -324,7 +237,7 @@ def detach(ifname: str) -> None:
     try:
         mode = net.xdp_mode(ifname)
         opts = _XdpAttachOpts(sz=ctypes.sizeof(_XdpAttachOpts), old_prog_fd=fd)
-        _ok(_libbpf.bpf_xdp_detach(_ifindex(ifname), XDP_MODES.get(mode or "", 0), ctypes.byref(opts)),
+        ok(libbpf.bpf_xdp_detach(_ifindex(ifname), XDP_MODES.get(mode or "", 0), ctypes.byref(opts)),
             f"detaching from {ifname}")
     finally:
         os.close(fd)

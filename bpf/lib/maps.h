@@ -1,7 +1,17 @@
 /* Every map of the balancer: key -> value, units, byte order, and who writes it. Sizes are
- * compile-time constants the Python loader passes with -D (xdplb/datapath.py, Sizes). */
+ * compile-time constants the Python loader passes with -D (xdplb/datapath.py, Sizes).
+ * With XDPLB_PIN_DIR (a quoted bpffs directory) every map holding state or configuration is pinned
+ * there under its own name, so a restarted control plane opens the same maps and traffic never
+ * notices (BCC opens a pinned map that exists, creates and pins one that does not; Python checks
+ * each one's shape, xdplb/pinning.py). The tail-call table and the scratch entries are not pinned. */
 #ifndef XDPLB_MAPS_H
 #define XDPLB_MAPS_H
+
+#ifdef XDPLB_PIN_DIR
+#define PINNED(type, name) type ":" XDPLB_PIN_DIR "/" #name
+#else
+#define PINNED(type, name) type
+#endif
 
 #ifndef XDPLB_MAX_SERVICES
 #define XDPLB_MAX_SERVICES 64
@@ -35,47 +45,47 @@
 #endif
 
 /* struct vip_key -> service id. Reconciler. A multi-port service has several keys. */
-BPF_HASH(services, struct vip_key, u32, XDPLB_MAX_VIPS);
+BPF_F_TABLE(PINNED("hash", services), struct vip_key, u32, services, XDPLB_MAX_VIPS, 0);
 
 /* service id -> struct service. Reconciler. */
-BPF_ARRAY(service_conf, struct service, XDPLB_MAX_SERVICES);
+BPF_F_TABLE(PINNED("array", service_conf), u32, struct service, service_conf, XDPLB_MAX_SERVICES, 0);
 
 /* backend id -> struct backend (address, weight, resolved next hop). Reconciler. */
-BPF_ARRAY(backends, struct backend, XDPLB_MAX_BACKENDS);
+BPF_F_TABLE(PINNED("array", backends), u32, struct backend, backends, XDPLB_MAX_BACKENDS, 0);
 
 /* service id * XDPLB_RING_MAX + i -> backend id: the service's weighted Maglev table, i < ring_size.
  * Used by mh, and by rr/wrr for TCP flows met mid-stream. Reconciler. */
-BPF_ARRAY(rings, u32, XDPLB_MAX_SERVICES * XDPLB_RING_MAX);
+BPF_F_TABLE(PINNED("array", rings), u32, u32, rings, XDPLB_MAX_SERVICES * XDPLB_RING_MAX, 0);
 
 /* service id * XDPLB_SEQ_MAX + i -> backend id, i < seq_size: rr's backend list, wrr's interleaved
  * weighted sequence, sh's bucket table. Reconciler. */
-BPF_ARRAY(seqs, u32, XDPLB_MAX_SERVICES * XDPLB_SEQ_MAX);
+BPF_F_TABLE(PINNED("array", seqs), u32, u32, seqs, XDPLB_MAX_SERVICES * XDPLB_SEQ_MAX, 0);
 
 /* service id -> position in seqs for rr/wrr. Data plane, per CPU: no shared cache line, no lock. */
-BPF_PERCPU_ARRAY(rr_cursor, u32, XDPLB_MAX_SERVICES);
+BPF_F_TABLE(PINNED("percpu_array", rr_cursor), u32, u32, rr_cursor, XDPLB_MAX_SERVICES, 0);
 
 /* struct conn_key (the client's flow) -> struct conn. Data plane inserts. One table and one LRU for
  * all CPUs, so a flow whose packets land on different CPUs keeps one backend. (The common LRU hands
  * each CPU free entries in batches; measured here, its insert is about 100 ns cheaper than
  * BPF_F_NO_COMMON_LRU's, which rotates its lists on every insert.) */
-BPF_TABLE("lru_hash", struct conn_key, struct conn, conntrack, XDPLB_CONN_MAX);
+BPF_F_TABLE(PINNED("lru_hash", conntrack), struct conn_key, struct conn, conntrack, XDPLB_CONN_MAX, 0);
 
 /* struct conn_key -> struct conn for TCP flows that sent only a SYN so far. Data plane inserts; the
  * client's ACK moves the entry to conntrack. A flood of spoofed SYNs recycles this LRU only, never
  * an established connection. */
-BPF_TABLE("lru_hash", struct conn_key, struct conn, conn_syn, XDPLB_SYN_MAX);
+BPF_F_TABLE(PINNED("lru_hash", conn_syn), struct conn_key, struct conn, conn_syn, XDPLB_SYN_MAX, 0);
 
 /* struct persist_key -> struct persist: persistence templates. Data plane inserts; the sweeper
  * refreshes those with live connections and deletes the expired. */
-BPF_TABLE("lru_hash", struct persist_key, struct persist, persist, XDPLB_PERSIST_MAX);
+BPF_F_TABLE(PINNED("lru_hash", persist), struct persist_key, struct persist, persist, XDPLB_PERSIST_MAX, 0);
 
 /* backend id -> struct be_load: connection counts, moved by the data plane with atomic adds (one
  * shared entry, not per CPU: the lc family reads them on every new connection). */
-BPF_ARRAY(be_load, struct be_load, XDPLB_MAX_BACKENDS);
+BPF_F_TABLE(PINNED("array", be_load), u32, struct be_load, be_load, XDPLB_MAX_BACKENDS, 0);
 
 /* backend id -> struct conn_counts: the sweeper's correction, added to be_load (LRU evictions and
  * idle expiry have no hook to count them down). Only the sweeper writes it. */
-BPF_ARRAY(be_fix, struct conn_counts, XDPLB_MAX_BACKENDS);
+BPF_F_TABLE(PINNED("array", be_fix), u32, struct conn_counts, be_fix, XDPLB_MAX_BACKENDS, 0);
 
 /* 0 -> the lc-family scan in flight on this CPU (sched.h). Data plane, per CPU. */
 BPF_PERCPU_ARRAY(lc_scratch, struct lc_scan, 1);
@@ -85,17 +95,20 @@ BPF_PERCPU_ARRAY(lc_scratch, struct lc_scan, 1);
 BPF_PROG_ARRAY(lc_progs, 2);
 
 /* 0 -> struct settings: timeouts and clock offset. Reconciler. */
-BPF_ARRAY(settings, struct settings, 1);
+BPF_F_TABLE(PINNED("array", settings), u32, struct settings, settings, 1, 0);
 
 /* devmap slot -> egress ifindex, for backends behind another interface. Reconciler. */
-BPF_DEVMAP(tx_ports, XDPLB_MAX_TX_PORTS);
+BPF_XDP_REDIRECT_MAP(PINNED("devmap", tx_ports), int, tx_ports, XDPLB_MAX_TX_PORTS);
 
 /* enum xdplb_counter -> packets, per CPU. Data plane. */
-BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+BPF_F_TABLE(PINNED("percpu_array", counters), u32, u64, counters, CNT_MAX, 0);
 
 /* service id / backend id -> struct stats, per CPU. Data plane; the reconciler zeroes a reused id. */
-BPF_PERCPU_ARRAY(svc_stats, struct stats, XDPLB_MAX_SERVICES);
-BPF_PERCPU_ARRAY(be_stats, struct stats, XDPLB_MAX_BACKENDS);
+BPF_F_TABLE(PINNED("percpu_array", svc_stats), u32, struct stats, svc_stats, XDPLB_MAX_SERVICES, 0);
+BPF_F_TABLE(PINNED("percpu_array", be_stats), u32, struct stats, be_stats, XDPLB_MAX_BACKENDS, 0);
+
+/* 0 -> struct pin_meta: the schema version of the pinned maps. Loader; checked on every reopen. */
+BPF_F_TABLE(PINNED("array", pin_meta), u32, struct pin_meta, pin_meta, 1, 0);
 
 /* Never read or written by the program: it exists so Python gets BCC's generated type for the
  * simulation metadata, instead of a hand-written copy. */

@@ -269,6 +269,12 @@ struct stats {
 	__u64 out_bytes;
 };
 
+/* pin_meta[0]: what the pinned maps are. A control plane that finds other values refuses them. */
+struct pin_meta {
+	__u32 schema_version;     /* XDPLB_SCHEMA_VERSION of the program that created the maps */
+	__u32 pad;
+};
+
 /* Frame metadata in front of a simulated frame: Python writes magic, the program writes the rest. */
 struct sim_meta {
 	__u32 magic;              /* XDPLB_SIM_MAGIC */

@@ -1,0 +1,98 @@
+"""Pinned maps and a control-plane restart through BPF_PROG_TEST_RUN: a second Datapath on the same
+bpffs directory takes the maps over (connections keep their backends, counters go on, the first
+set_service writes only what differs), and maps of another shape or schema are refused."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import packets as pk
+from tests.conftest import SMALL, _no_resolver
+from xdplb import pinning
+from xdplb.datapath import Datapath
+from xdplb.pinning import PinnedMapError
+
+pytestmark = pytest.mark.datapath
+
+
+@pytest.fixture
+def pin_dir(request):
+    path = Path(f"/sys/fs/bpf/xdplb-test-{os.getpid()}-{request.node.name[:20]}")
+    yield path
+    pinning.unpin(path)
+    assert not path.exists()
+
+
+def open_dp(pin_dir: Path, **sizes) -> Datapath:
+    return Datapath(dataclasses.replace(SMALL, **sizes), resolver=_no_resolver, pin_dir=pin_dir)
+
+
+def test_a_restarted_control_plane_takes_the_maps_over(pin_dir):
+    bes = pk.backends(3)
+    svc = pk.service(scheduler="rr", backends=bes)
+    with open_dp(pin_dir) as first:
+        first.set_service(svc, pk.nexthops(bes))
+        placed = {}
+        for i in range(6):
+            first.run(pk.tcp(sport=50000 + i))
+            placed[i] = pk.backend_of(first.run(pk.tcp(sport=50000 + i, flags="A")).frame)
+        before = first.counters()
+    assert sorted(p.name for p in pin_dir.iterdir()) == sorted(pinning.PINNED_MAPS)
+    with open_dp(pin_dir) as second:
+        assert second.counters() == before
+        assert {c.state for c in second.connections()} == {"ESTABLISHED"}
+        for i in range(6):  # before any set_service: the pinned configuration is still in force
+            assert pk.backend_of(second.run(pk.tcp(sport=50000 + i, flags="A")).frame) == placed[i]
+        written = second.set_service(svc, pk.nexthops(bes))
+        assert written["rings"] == written["seqs"] == 0
+        for i in range(6):
+            assert pk.backend_of(second.run(pk.tcp(sport=50000 + i, flags="A")).frame) == placed[i]
+        assert second.counters()["conn_hit"] == before["conn_hit"] + 12
+        assert second.release_unclaimed() == []
+
+
+def test_services_the_new_desired_state_drops_are_released(pin_dir):
+    bes = pk.backends(2)
+    web, dns = pk.service(backends=bes), pk.service("udp", 53, backends=bes)
+    with open_dp(pin_dir) as first:
+        first.set_service(web, pk.nexthops(bes))
+        first.set_service(dns, pk.nexthops(bes))
+    with open_dp(pin_dir) as second:
+        second.set_service(web, pk.nexthops(bes))
+        assert second.simulate(pk.udp()).verdict == "TX"
+        assert len(second.release_unclaimed()) == 1
+        assert second.simulate(pk.udp()).verdict == "PASS"
+        assert second.simulate(pk.tcp()).verdict == "TX"
+
+
+def test_maps_of_another_shape_are_refused(pin_dir):
+    with open_dp(pin_dir, conn_max=4096):
+        pass
+    with pytest.raises(PinnedMapError, match="conntrack: max entries 4096 pinned, 8192 expected"):
+        open_dp(pin_dir, conn_max=8192)
+    with open_dp(pin_dir, conn_max=4096) as again:  # refused means untouched: the right build still fits
+        assert again.counters()
+
+
+def test_another_schema_is_refused(pin_dir):
+    with open_dp(pin_dir) as first:
+        meta = first.maps["pin_meta"]
+        meta[ctypes.c_uint32(0)] = meta.Leaf(schema_version=999)
+    with pytest.raises(PinnedMapError, match="schema version 999"):
+        open_dp(pin_dir)
+
+
+def test_two_directors_never_share_a_map(pin_dir):
+    other = Path(f"{pin_dir}-other")
+    try:
+        with open_dp(pin_dir) as a, open_dp(other) as b:
+            assert a.maps["conntrack"].map_fd != b.maps["conntrack"].map_fd
+            a.run(pk.tcp())
+            assert a.counters() != b.counters()
+    finally:
+        pinning.unpin(other)
