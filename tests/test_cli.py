@@ -22,8 +22,8 @@ def test_check_loads_with_given_sizes():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--conn-max", "notanumber"], "Invalid value for '--conn-max'"),
-    (["--conn-max", "0"], "conn_max must be positive"),
-    (["--ring-max", "5"], "ring_max must be at least 7"),
+    (["--conn-max", "0"], "conn_max\n  Input should be greater than or equal to 1"),
+    (["--ring-max", "5"], "ring_max\n  Input should be greater than or equal to 7"),
 ])
 def test_check_refuses_bad_sizes_clearly(args, message):
     result = CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "200"})

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests import packets as pk
-from xdplb.datapath import LC_MAX_LOADABLE, ConfigError
+from xdplb.datapath import ConfigError
+from xdplb.sizes import LC_MAX_LOADABLE
 
 pytestmark = pytest.mark.datapath
 

@@ -1,7 +1,9 @@
-"""The xdplb command line. Until the daemon and its API exist: check that the data plane compiles
-and loads on this kernel, run the demo, and drive the namespace lab."""
+"""The xdplb command line: run a director's daemon and stop it, check that the data plane compiles
+and loads on this kernel, run the demo, drive the namespace lab, attach the TUN decapsulator."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -34,6 +36,38 @@ def check(
         for name, m in dp.maps.items():
             table.add_row(name, str(m.max_entries))
         console.print(table)
+
+
+ConfigOpt = typer.Option(..., "--config", "-c", help="the director's YAML configuration file")
+NetnsOpt = typer.Option(None, "--netns", help="run inside this network namespace (entered with setns)")
+
+
+@app.command()
+def daemon(config: Path = ConfigOpt, netns: str | None = NetnsOpt) -> None:
+    """Run a director's control plane: pinned maps, the reconciler, the sweeper. SIGHUP reloads the
+    file; SIGTERM leaves the balancer forwarding (xdplb stop --detach removes it)."""
+    import logging
+
+    from xdplb import daemon as daemon_mod
+    from xdplb.config import ConfigError
+    from xdplb.pinning import PinnedMapError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        raise typer.Exit(daemon_mod.run(config, netns))
+    except (ConfigError, PinnedMapError) as e:
+        typer.echo(f"error: {e}", err=True)  # unwrapped, to stderr: a daemon's output goes to logs
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def stop(config: Path = ConfigOpt, netns: str | None = NetnsOpt,
+         detach: bool = typer.Option(False, "--detach", help="also remove the balancer and its pinned maps")) -> None:
+    """Stop a director's daemon; the balancer keeps forwarding unless --detach."""
+    from xdplb import daemon as daemon_mod
+
+    for line in daemon_mod.stop(config, netns, detach) or ["nothing to do"]:
+        console.print(line)
 
 
 @app.command()

@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from xdplb import conntable, kernel, maglev, pinning, schedule
 from xdplb.cenum import enum_values, header_enums
 from xdplb.model import Backend, IPAddress, Method, Protocol, SchedFlag, Scheduler, Service, Timeouts, Tunnel
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
+from xdplb.sizes import Sizes
 from xdplb.testrun import RunResult, XdpRunner
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ _RANKS = {
     Scheduler.NQ: (1, 0, 1, 1, 1),
     Scheduler.FO: (0, 0, 1, 1, 0),
 }
-LC_MAX_LOADABLE = 1024  # the most backends the verifier accepts in the lc scan here (kernel 6.18)
 _SIM_MAGIC = int(re.search(r"#define XDPLB_SIM_MAGIC (0x[0-9a-f]+)", STRUCTS_H.read_text()).group(1), 16)
 SCHEMA_VERSION = int(re.search(r"#define XDPLB_SCHEMA_VERSION (\d+)", STRUCTS_H.read_text()).group(1))
 _NONE = 0xFFFFFFFF
@@ -62,37 +62,6 @@ _INCLUDE = re.compile(r'^#include "([^"]+)"\s*$')
 XDP_MODES = {"generic": 1 << 1, "native": 1 << 2}
 
 Resolver = Callable[[IPAddress], Nexthop]
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """Compile-time sizes of the maps (bpf/lib/maps.h), passed to the compiler with -D."""
-
-    max_services: int = 64
-    max_vips: int = 256
-    max_backends: int = 4096
-    ring_max: int = maglev.DEFAULT_SIZE
-    seq_max: int = 4096
-    conn_max: int = 1 << 20
-    syn_max: int = 1 << 18
-    persist_max: int = 1 << 18
-    max_tx_ports: int = 64
-    max_exthdr: int = 4
-    lc_max: int = LC_MAX_LOADABLE
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) < 1:
-                raise ValueError(f"size {f.name} must be positive")
-        if self.seq_max < schedule.SH_BUCKETS:
-            raise ValueError(f"seq_max must hold sh's {schedule.SH_BUCKETS} buckets")
-        if self.ring_max < 7:
-            raise ValueError("ring_max must be at least 7")
-        if self.lc_max > LC_MAX_LOADABLE:
-            raise ValueError(f"lc_max above {LC_MAX_LOADABLE} does not pass the verifier")
-
-    def cflags(self) -> list[str]:
-        return [f"-DXDPLB_{f.name.upper()}={getattr(self, f.name)}" for f in fields(self)]
 
 
 class ConfigError(ValueError):
@@ -208,6 +177,16 @@ def attach_xdp(prog: object, ifname: str, mode: str = "auto") -> str:
                 raise
             log.info("native XDP not available on %s (%s): falling back to generic", ifname, e)
     raise AssertionError("unreachable")
+
+
+def detach_xdp(ifname: str) -> str | None:
+    """Removes whatever XDP program an interface of the current namespace runs; returns its mode."""
+    from xdplb.net import xdp_mode
+
+    mode = xdp_mode(ifname)
+    if mode in XDP_MODES:
+        BPF.remove_xdp(ifname.encode(), XDP_MODES[mode])
+    return mode
 
 
 class Program:
@@ -363,8 +342,10 @@ class Datapath:
     def detach(self, ifname: str) -> None:
         BPF.remove_xdp(ifname.encode(), self._attached.pop(ifname))
 
-    def close(self) -> None:
-        for ifname in list(self._attached):
+    def close(self, detach: bool = True) -> None:
+        """Frees this process's hold on the balancer. detach=False leaves it attached, forwarding with
+        its pinned maps, for the next control plane to take over (a daemon's exit or restart)."""
+        for ifname in list(self._attached) if detach else ():
             try:
                 self.detach(ifname)
             except Exception as e:  # the interface may be gone with its namespace
@@ -473,7 +454,7 @@ class Datapath:
         out = {}
         for b in service.backends:
             known = old.backends.get(b.address) if old else None
-            nh = given.get(b.address) or (known.nexthop if known else self._resolver(b.address))
+            nh = given.get(b.address) or (known.nexthop if known and known.nexthop else self._resolver(b.address))
             try:
                 mac_bytes(nh.smac), mac_bytes(nh.dmac)
                 if nh.ifindex:

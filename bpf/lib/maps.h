@@ -3,7 +3,7 @@
  * With XDPLB_PIN_DIR (a quoted bpffs directory) every map holding state or configuration is pinned
  * there under its own name, so a restarted control plane opens the same maps and traffic never
  * notices (BCC opens a pinned map that exists, creates and pins one that does not; Python checks
- * each one's shape, xdplb/pinning.py). The tail-call table and the scratch entries are not pinned. */
+ * each one's shape, xdplb/pinning.py). The scratch entries are not pinned. */
 #ifndef XDPLB_MAPS_H
 #define XDPLB_MAPS_H
 
@@ -91,8 +91,9 @@ BPF_F_TABLE(PINNED("array", be_fix), u32, struct conn_counts, be_fix, XDPLB_MAX_
 BPF_PERCPU_ARRAY(lc_scratch, struct lc_scan, 1);
 
 /* LC_PROG_SCAN -> xdplb_lc, LC_PROG_MAIN -> xdplb_main: the balancer tail-calls the scanner,
- * which answers and tail-calls the balancer again. Loader. */
-BPF_PROG_ARRAY(lc_progs, 2);
+ * which answers and tail-calls the balancer again. Loader. Pinned: the kernel empties a program
+ * array when its last user reference goes, which would be the control plane's exit. */
+BPF_F_TABLE(PINNED("prog", lc_progs), u32, u32, lc_progs, 2, 0);
 
 /* 0 -> struct settings: timeouts and clock offset. Reconciler. */
 BPF_F_TABLE(PINNED("array", settings), u32, struct settings, settings, 1, 0);
