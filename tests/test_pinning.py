@@ -96,3 +96,17 @@ def test_two_directors_never_share_a_map(pin_dir):
             assert a.counters() != b.counters()
     finally:
         pinning.unpin(other)
+
+
+def test_an_observer_reads_without_writing(pin_dir):
+    with pytest.raises(PinnedMapError, match="nothing to observe"):
+        Datapath(SMALL, resolver=_no_resolver, pin_dir=pin_dir, observe=True)
+    assert not pin_dir.exists()
+    bes = pk.backends(2)
+    with open_dp(pin_dir) as owner:
+        owner.set_service(pk.service(backends=bes), pk.nexthops(bes))
+        owner.run(pk.tcp())
+        with Datapath(SMALL, resolver=_no_resolver, pin_dir=pin_dir, observe=True) as observer:
+            assert observer.counters() == owner.counters()
+            assert len(list(observer.connections())) == 1
+        assert owner.run(pk.tcp(sport=40001)).verdict == "TX"  # the owner's tail calls and maps intact

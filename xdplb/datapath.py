@@ -215,12 +215,16 @@ class Datapath:
     """One loaded balancer: its maps, and what Python knows it wrote into them."""
 
     def __init__(self, sizes: Sizes | None = None, resolver: Resolver = resolve_nexthop,
-                 pin_dir: Path | None = None) -> None:
+                 pin_dir: Path | None = None, observe: bool = False) -> None:
         """pin_dir: a bpffs directory where the maps are pinned; maps already there (a restarted control
-        plane) are checked and taken over, connections, counters and ids included."""
+        plane) are checked and taken over, connections, counters and ids included. observe: only read
+        the pinned maps of a balancer another process runs (its daemon): nothing is written, the
+        tail-call table included, and nothing is attached."""
         self.sizes = sizes or Sizes()
         self.pin_dir = pin_dir
         self._resolver = resolver
+        if observe and not (pin_dir and (pin_dir / "pin_meta").exists()):  # BCC would create them
+            raise pinning.PinnedMapError(f"nothing to observe: no pinned maps in {pin_dir}")
         src = program_source(BPF_DIR / "xdplb.c")
         cflags = self.sizes.cflags()
         if pin_dir:
@@ -241,9 +245,11 @@ class Datapath:
             self._bpf.cleanup()
             raise
         self.runner = XdpRunner(self.prog.fd)
-        progs = self.maps["lc_progs"]
-        progs[ct.c_int(_LC_PROGS["scan"])] = ct.c_int(self._lc_prog.fd)
-        progs[ct.c_int(_LC_PROGS["main"])] = ct.c_int(self.prog.fd)
+        self.observe = observe
+        if not observe:
+            progs = self.maps["lc_progs"]
+            progs[ct.c_int(_LC_PROGS["scan"])] = ct.c_int(self._lc_prog.fd)
+            progs[ct.c_int(_LC_PROGS["main"])] = ct.c_int(self.prog.fd)
         self._removed = {"conntrack": 0, "conn_syn": 0}  # entries Python deleted, for eviction accounting
         self.lock = threading.RLock()  # the sweeper's thread and the reconciler's calls take turns
         self._services: dict[tuple, _Service] = {}
