@@ -196,15 +196,37 @@ def test_sigterm_keeps_forwarding_and_stop_detach_removes_it(director):
     assert not d.pin_dir.exists()
 
 
-def test_pinned_maps_of_another_size_are_refused(director):
+def test_new_sizes_move_the_maps_and_another_schema_is_refused(director):
     d = director
     proc = start(d)
+    forward(d, pk.tcp(sport=43000))
+    backend = forward(d, pk.tcp(sport=43000, flags="A"))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    d.doc["director"]["sizes"] = {**SIZES, "conn_max": 1 << 17}
+    d.doc["director"]["sizes"] = {**SIZES, "conn_max": 1 << 17}  # an upgrade with a bigger table
     d.config.write_text(yaml.safe_dump(d.doc))
+    proc = start(d)
+    hits = counter(d, "conn_hit")
+    assert forward(d, pk.tcp(sport=43000, flags="A")) == backend
+    assert counter(d, "conn_hit") == hits + 1 and connections(d) == 1
+    fd = bpfobj.obj_get(str(d.pin_dir / "conntrack"))
+    try:
+        assert bpfobj.map_info(fd).max_entries == 1 << 17
+    finally:
+        os.close(fd)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from tests.conftest import _no_resolver
+    from xdplb.datapath import Datapath
+    from xdplb.sizes import Sizes
+
+    with Datapath(Sizes(**d.doc["director"]["sizes"]), _no_resolver, d.pin_dir, observe=True) as observer:
+        meta = observer.maps["pin_meta"]  # an older build's maps, as far as the next daemon can tell
+        meta[meta.Key(0)] = meta.Leaf(schema_version=999)
     res = subprocess.run([sys.executable, "-m", "xdplb.cli", "daemon", "-c", str(d.config), "--netns", d.ns],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert "conntrack: max entries 65536 pinned, 131072 expected" in res.stdout + res.stderr
-    assert forward(d, pk.tcp(sport=43000)) is not None  # the running balancer was not touched
+    from xdplb.datapath import SCHEMA_VERSION
+
+    assert f"pinned maps have schema version 999, this build {SCHEMA_VERSION}" in res.stderr
+    assert forward(d, pk.tcp(sport=43000, flags="A")) == backend  # the running balancer was not touched

@@ -28,8 +28,8 @@ def pin_dir(request):
     assert not path.exists()
 
 
-def open_dp(pin_dir: Path, **sizes) -> Datapath:
-    return Datapath(dataclasses.replace(SMALL, **sizes), resolver=_no_resolver, pin_dir=pin_dir)
+def open_dp(pin_dir: Path, migrate: bool = False, **sizes) -> Datapath:
+    return Datapath(dataclasses.replace(SMALL, **sizes), resolver=_no_resolver, pin_dir=pin_dir, migrate=migrate)
 
 
 def test_a_restarted_control_plane_takes_the_maps_over(pin_dir):
@@ -110,3 +110,41 @@ def test_an_observer_reads_without_writing(pin_dir):
             assert observer.counters() == owner.counters()
             assert len(list(observer.connections())) == 1
         assert owner.run(pk.tcp(sport=40001)).verdict == "TX"  # the owner's tail calls and maps intact
+
+
+def test_upgrade_and_rollback_to_other_sizes_keep_the_connections(pin_dir):
+    """Bigger tables, then back: connections, counters and ids move with the maps; the first
+    set_service rewrites the Maglev rows the new sizes lay out differently."""
+    bes = pk.backends(3)
+    svc = pk.service(scheduler="rr", backends=bes)
+    with open_dp(pin_dir) as first:
+        first.set_service(svc, pk.nexthops(bes))
+        placed = {}
+        for i in range(6):
+            first.run(pk.tcp(sport=51000 + i))
+            placed[i] = pk.backend_of(first.run(pk.tcp(sport=51000 + i, flags="A")).frame)
+        hits = first.counters()["conn_hit"]
+    for sizes in (dict(conn_max=1 << 17, ring_max=8191), {}):  # the upgrade, then the rollback
+        with open_dp(pin_dir, migrate=True, **sizes) as moved:
+            assert moved.counters()["conn_hit"] == hits
+            written = moved.set_service(svc, pk.nexthops(bes))
+            assert written["rings"] > 0  # laid out by ring_max: written anew
+            for i in range(6):
+                assert pk.backend_of(moved.run(pk.tcp(sport=51000 + i, flags="A")).frame) == placed[i]
+            hits = moved.counters()["conn_hit"]
+            assert moved.maps["conntrack"].max_entries == dataclasses.replace(SMALL, **sizes).conn_max
+    assert not Path(f"{pin_dir}-old").exists()
+
+
+def test_a_move_that_cannot_fit_is_refused_and_undone(pin_dir):
+    bes = pk.backends(2)
+    with open_dp(pin_dir) as first:
+        first.set_service(pk.service(backends=bes), pk.nexthops(bes))
+        for i in range(20):  # take backend ids up to 39 (each service update takes new ones)
+            first.set_service(pk.service(backends=pk.backends(2 + i)), pk.nexthops(pk.backends(2 + i)))
+    from xdplb.migrate import MigrationError
+    with pytest.raises(MigrationError, match="in use"):
+        open_dp(pin_dir, migrate=True, max_backends=8)
+    with open_dp(pin_dir) as again:  # undone: the original maps, untouched
+        assert again.simulate(pk.tcp()).verdict == "TX"
+    assert not Path(f"{pin_dir}-old").exists()

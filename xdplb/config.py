@@ -29,7 +29,7 @@ STATE_ROOT = Path("/var/lib/xdplb")
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _IFNAME = re.compile(r"[^/:\s]{1,15}")  # the kernel's dev_valid_name: under IFNAMSIZ, no '/', ':' or space
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a path component under bpffs and /var/lib
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a path component under bpffs (no dots there) and /var/lib
 
 Loc = tuple[str | int, ...]
 Size = Annotated[int, Field(ge=1)]
@@ -111,7 +111,7 @@ class Director(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.fullmatch(v):
-            raise ValueError(f"director name {v!r}: letters, digits, '_', '.', '-' (up to 64), "
+            raise ValueError(f"director name {v!r}: letters, digits, '_', '-' (up to 64; bpffs refuses dots), "
                              "it names directories")
         return v
 

@@ -1,7 +1,8 @@
 """`xdplb daemon`: one director's control plane, a long-lived process.
 
 It reads its configuration file, loads the balancer with its maps pinned under the director's bpffs
-directory (taking over the maps a previous run left: connections, counters and ids go on), brings the
+directory (taking over the maps a previous run left: connections, counters and ids go on; maps of
+other sizes, an upgrade or a rollback, are moved to the configured ones), brings the
 maps to the desired state through the reconciler, attaches to the director's interfaces (an attach
 replaces the running program atomically), and runs the sweeper. The desired state comes from the
 state store once one exists (changes made at run time live there); the configuration file seeds it,
@@ -55,7 +56,7 @@ class Daemon:
         self.state = self.store.load()
         if self.state is None:
             self.state = self._save(State(services=self.config.services, timeouts=self.config.timeouts))
-        self.dp = Datapath(d.sizes, pin_dir=d.pin_dir)
+        self.dp = Datapath(d.sizes, pin_dir=d.pin_dir, migrate=True)  # new sizes move the maps over
         self.applied = Reconciler(self.dp).apply(self.state.services, self.state.timeouts)
         for ifname in d.interfaces:
             self.attached[ifname] = self.dp.attach(ifname, d.xdp_mode.value)

@@ -25,6 +25,7 @@ import numpy as np
 from bcc import BPF
 
 from xdplb import conntable, kernel, maglev, pinning, schedule
+from xdplb import migrate as migrate_mod
 from xdplb.cenum import enum_values, header_enums
 from xdplb.model import Backend, IPAddress, Method, Protocol, SchedFlag, Scheduler, Service, Timeouts, Tunnel
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
@@ -215,10 +216,11 @@ class Datapath:
     """One loaded balancer: its maps, and what Python knows it wrote into them."""
 
     def __init__(self, sizes: Sizes | None = None, resolver: Resolver = resolve_nexthop,
-                 pin_dir: Path | None = None, observe: bool = False) -> None:
+                 pin_dir: Path | None = None, observe: bool = False, migrate: bool = False) -> None:
         """pin_dir: a bpffs directory where the maps are pinned; maps already there (a restarted control
-        plane) are checked and taken over, connections, counters and ids included. observe: only read
-        the pinned maps of a balancer another process runs (its daemon): nothing is written, the
+        plane) are checked and taken over, connections, counters and ids included. migrate: pinned maps
+        of other sizes are moved to these sizes (xdplb/migrate.py) instead of refused. observe: only
+        read the pinned maps of a balancer another process runs (its daemon): nothing is written, the
         tail-call table included, and nothing is attached."""
         self.sizes = sizes or Sizes()
         self.pin_dir = pin_dir
@@ -228,16 +230,19 @@ class Datapath:
         src = program_source(BPF_DIR / "xdplb.c")
         cflags = self.sizes.cflags()
         if pin_dir:
+            if not observe:
+                migrate_mod.recover(pin_dir)
             pin_dir.mkdir(parents=True, exist_ok=True)
             cflags.append(f'-DXDPLB_PIN_DIR="{pin_dir}"')
-        self._bpf = BPF(text=src.encode(), cflags=cflags)
-        self.maps = {name: self._bpf[name.encode()] for name in (
-            "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack", "conn_syn",
-            "persist", "be_load", "be_fix", "settings", "lc_scratch", "lc_progs", "tx_ports", "counters",
-            "svc_stats", "be_stats", "pin_meta", "sim_layout")}
+        self._load(src, cflags)
         try:
             if pin_dir:
-                pinning.check_shapes({name: self.maps[name] for name in pinning.PINNED_MAPS})
+                try:
+                    pinning.check_shapes({name: self.maps[name] for name in pinning.PINNED_MAPS})
+                except pinning.PinnedMapError as e:
+                    if observe or not migrate or not e.sizes_only:
+                        raise
+                    self._migrate(src, cflags)
             taken_over = pinning.check_schema(self.maps["pin_meta"], SCHEMA_VERSION)
             self.prog = self._bpf.load_func(b"xdplb_main", BPF.XDP)
             self._lc_prog = self._bpf.load_func(b"xdplb_lc", BPF.XDP)
@@ -266,6 +271,31 @@ class Datapath:
             self._take_over()
         else:
             self._write_settings()
+
+    def _load(self, src: str, cflags: list[str]) -> None:
+        self._bpf = BPF(text=src.encode(), cflags=cflags)
+        self.maps = {name: self._bpf[name.encode()] for name in (
+            "services", "service_conf", "backends", "rings", "seqs", "rr_cursor", "conntrack", "conn_syn",
+            "persist", "be_load", "be_fix", "settings", "lc_scratch", "lc_progs", "tx_ports", "counters",
+            "svc_stats", "be_stats", "pin_meta", "sim_layout")}
+
+    def _migrate(self, src: str, cflags: list[str]) -> None:
+        """Moves the pinned maps to this build's sizes (xdplb/migrate.py); undone if anything fails."""
+        log.warning("pinned maps in %s have other sizes: moving them to these", self.pin_dir)
+        self._bpf.cleanup()
+        aside = migrate_mod.set_aside(self.pin_dir)
+        try:
+            self._load(src, cflags)
+            pinning.check_shapes({name: self.maps[name] for name in pinning.PINNED_MAPS})
+            copied = migrate_mod.copy_state(aside, self.pin_dir, pinning.PINNED_MAPS)
+            meta = self.maps["pin_meta"]
+            meta[ct.c_uint32(0)] = meta.Leaf(schema_version=SCHEMA_VERSION)
+        except Exception:
+            self._bpf.cleanup()
+            migrate_mod.recover(self.pin_dir)
+            raise
+        pinning.unpin(aside)
+        log.info("moved to the new sizes: %s", copied)
 
     # ---- taking over pinned maps ---------------------------------------------------------------
     # A restarted control plane finds the maps as the previous one left them. It reads back which

@@ -11,6 +11,7 @@ module that imports BCC).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import re
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -23,7 +24,12 @@ PINNED_MAPS = tuple(re.findall(r'PINNED\("[a-z_]+",\s*(\w+)\)', MAPS_H.read_text
 
 
 class PinnedMapError(RuntimeError):
-    """Pinned maps that this build cannot use as they are."""
+    """Pinned maps that this build cannot use as they are. sizes_only: they differ in their number of
+    entries alone, which a migration (xdplb/migrate.py) can move them to."""
+
+    def __init__(self, message: str, sizes_only: bool = False) -> None:
+        super().__init__(message)
+        self.sizes_only = sizes_only
 
 
 @dataclass(frozen=True)
@@ -59,13 +65,16 @@ def in_kernel(fd: int) -> Shape:
 
 def check_shapes(tables: dict[str, object]) -> None:
     """Raises PinnedMapError naming every map whose kernel shape differs from its declaration."""
-    problems = []
+    problems, sizes_only = [], True
     for name, table in tables.items():
-        diff = in_kernel(table.map_fd).differences(declared(table))
+        pinned, expected = in_kernel(table.map_fd), declared(table)
+        diff = pinned.differences(expected)
         if diff:
             problems.append(f"{name}: {', '.join(diff)}")
+            sizes_only &= dataclasses.replace(pinned, max_entries=expected.max_entries) == expected
     if problems:
-        raise PinnedMapError("pinned maps do not match this build (other sizes or layout): " + "; ".join(problems))
+        raise PinnedMapError("pinned maps do not match this build (other sizes or layout): " + "; ".join(problems),
+                             sizes_only)
 
 
 def check_schema(meta: object, version: int) -> bool:
