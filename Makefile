@@ -17,6 +17,7 @@ demo: setup
 bench: setup
 	$(PY) bench/datapath.py
 	$(PY) bench/e2e.py
+	$(PY) bench/control.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -410,6 +410,8 @@ class Datapath:
         """Add or update a service with its backends; returns how many entries were written.
         Backends whose next hop is unresolved (ifindex 0) take no new flows, like weight 0."""
         old = self._services.get(service.key) or self._adopted_for(service)
+        if self._unchanged(service, old, nexthops or {}):
+            return {"backends": 0, "rings": 0, "seqs": 0}  # a reconciler pass over a thousand services
         self._check_limits(service, old)
         hops = self._nexthops(service, old, nexthops or {})
         new = self._plan(service, old, hops)
@@ -430,8 +432,20 @@ class Datapath:
         for addr, slot in (old.backends.items() if old else ()):
             if addr not in new.backends:
                 self._free_backend(slot)
-        self._prune_tx_slots()
+        if old and {b.nexthop.ifindex for b in old.backends.values() if b.nexthop} - set(self._tx_slots_used(new)):
+            self._prune_tx_slots()  # an egress port this service no longer uses may be free now
         return written
+
+    def _unchanged(self, service: Service, old: _Service | None, given: Mapping[IPAddress, Nexthop]) -> bool:
+        """Whether a claimed service is already written exactly as asked (and not marked for a rewrite):
+        the same model, and no next hop given that differs from the one it has."""
+        return (old is not None and old is self._services.get(service.key) and old.model == service
+                and bool(old.conf)
+                and all(a in old.backends and old.backends[a].nexthop == nh for a, nh in given.items()))
+
+    @staticmethod
+    def _tx_slots_used(state: _Service) -> set[int]:
+        return {b.nexthop.ifindex for b in state.backends.values() if b.nexthop}
 
     @_locked
     def remove_service(self, key: tuple) -> None:

@@ -49,21 +49,27 @@ def build(backends: Sequence[tuple[str, int]], size: int = DEFAULT_SIZE) -> np.n
     perms = [_permutation(name, size) for name, _, _ in live]
     top = max(w for _, w, _ in live)
     shares = [w / top for _, w, _ in live]
+    owners = [i for _, _, i in live]
+    skips = [skip for _, skip in perms]
+    pos = [offset for offset, _ in perms]  # each backend's next candidate slot in its permutation
     table = [-1] * size
-    step = [0] * len(live)
     credit = [0.0] * len(live)
     filled = 0
+    # The hot loop walks each permutation by adding skip (mod size by one subtraction), not by
+    # recomputing offset + j*skip: a table of 65537 entries is some 10^5 steps in Python.
     while True:
-        for n, (offset, skip) in enumerate(perms):
+        for n in range(len(live)):
             credit[n] += shares[n]
             while credit[n] >= 1.0:
                 credit[n] -= 1.0
-                slot = (offset + step[n] * skip) % size
+                slot, skip = pos[n], skips[n]
                 while table[slot] >= 0:
-                    step[n] += 1
-                    slot = (offset + step[n] * skip) % size
-                table[slot] = live[n][2]
-                step[n] += 1
+                    slot += skip
+                    if slot >= size:
+                        slot -= size
+                table[slot] = owners[n]
+                slot += skip
+                pos[n] = slot - size if slot >= size else slot
                 filled += 1
                 if filled == size:
                     return np.asarray(table, dtype=np.uint32)
