@@ -32,15 +32,21 @@ def open_dp(pin_dir: Path, migrate: bool = False, **sizes) -> Datapath:
     return Datapath(dataclasses.replace(SMALL, **sizes), resolver=_no_resolver, pin_dir=pin_dir, migrate=migrate)
 
 
-def test_a_restarted_control_plane_takes_the_maps_over(pin_dir):
+def establish(dp: Datapath, first_port: int) -> tuple:
+    """An rr service over 3 backends and 6 connections through it: (service, backends, where each went)."""
     bes = pk.backends(3)
     svc = pk.service(scheduler="rr", backends=bes)
+    dp.set_service(svc, pk.nexthops(bes))
+    placed = {}
+    for i in range(6):
+        dp.run(pk.tcp(sport=first_port + i))
+        placed[i] = pk.backend_of(dp.run(pk.tcp(sport=first_port + i, flags="A")).frame)
+    return svc, bes, placed
+
+
+def test_a_restarted_control_plane_takes_the_maps_over(pin_dir):
     with open_dp(pin_dir) as first:
-        first.set_service(svc, pk.nexthops(bes))
-        placed = {}
-        for i in range(6):
-            first.run(pk.tcp(sport=50000 + i))
-            placed[i] = pk.backend_of(first.run(pk.tcp(sport=50000 + i, flags="A")).frame)
+        svc, bes, placed = establish(first, 50000)
         before = first.counters()
     assert sorted(p.name for p in pin_dir.iterdir()) == sorted(pinning.PINNED_MAPS)
     with open_dp(pin_dir) as second:
@@ -115,14 +121,8 @@ def test_an_observer_reads_without_writing(pin_dir):
 def test_upgrade_and_rollback_to_other_sizes_keep_the_connections(pin_dir):
     """Bigger tables, then back: connections, counters and ids move with the maps; the first
     set_service rewrites the Maglev rows the new sizes lay out differently."""
-    bes = pk.backends(3)
-    svc = pk.service(scheduler="rr", backends=bes)
     with open_dp(pin_dir) as first:
-        first.set_service(svc, pk.nexthops(bes))
-        placed = {}
-        for i in range(6):
-            first.run(pk.tcp(sport=51000 + i))
-            placed[i] = pk.backend_of(first.run(pk.tcp(sport=51000 + i, flags="A")).frame)
+        svc, bes, placed = establish(first, 51000)
         hits = first.counters()["conn_hit"]
     for sizes in (dict(conn_max=1 << 17, ring_max=8191), {}):  # the upgrade, then the rollback
         with open_dp(pin_dir, migrate=True, **sizes) as moved:
