@@ -33,7 +33,7 @@ from rich.table import Table
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from xdplb.datapath import BPF_DIR, Datapath, Program, Sizes
+from xdplb.datapath import BPF_DIR, Program, Sizes
 from xdplb.lab import BY_NAME, VIP4, Director, Lab, exit_on_signals
 from xdplb.labclients import dr_service, wrk_parallel
 from xdplb.net import in_netns
@@ -198,7 +198,7 @@ def measure(seconds: int, rounds: int, pps: float | None = None) -> dict:
     exit_on_signals()
     lab = Lab(f"xb{os.getpid()}")
     lab.up("native")
-    director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 18)))
+    director = Director(lab, "lb1", Sizes(max_services=8, conn_max=1 << 18))
     try:
         http = http_rounds(lab, director, seconds, rounds)
         balancer_pps = xdp_pps(lab, director, pps)

@@ -1,6 +1,10 @@
-/* Baselines for bench/datapath.py: the floor (pass everything) and a trivial XDP_TX (MAC swap). */
+/* Baselines for bench/datapath.py: the floor (pass everything) and a trivial XDP_TX (MAC swap); the
+ * live-frames generator, the reflector and the sinks of bench/e2e.py and the lab tests. */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/udp.h>
 
 int xdp_pass(struct xdp_md *ctx)
 {
@@ -96,6 +100,34 @@ int xdp_sink(struct xdp_md *ctx)
 	int zero = 0;
 	u64 *n = sunk.lookup(&zero);
 
+	if (n)
+		*n += 1;
+	return XDP_DROP;
+}
+
+/* The restart test's sink (tests/test_e2e_restart.py): counts and drops the generated flow the
+ * director sends back (untagged IPv4, UDP to SINK_PORT) and passes everything else, so the rest of
+ * the traffic through the port goes on. */
+#ifndef SINK_PORT
+#define SINK_PORT 9
+#endif
+
+int xdp_sink_udp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp;
+	int zero = 0;
+	u64 *n;
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	udp = (void *)ip + ip->ihl * 4;
+	if ((void *)(udp + 1) > end || udp->dest != bpf_htons(SINK_PORT))
+		return XDP_PASS;
+	n = sunk.lookup(&zero);
 	if (n)
 		*n += 1;
 	return XDP_DROP;

@@ -91,12 +91,13 @@ def lab() -> Iterator:
 
 @pytest.fixture(scope="session")
 def lb1(lab) -> Iterator:
-    """The balancer, compiled once, attached to lb1's front interface in the lab's XDP mode."""
+    """lb1's daemon, started once: it compiles the balancer and attaches it to lb1's front interface in
+    the lab's XDP mode; stopped, detached and unpinned at the end even when tests fail."""
     from xdplb.lab import Director
 
-    director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 16)))
-    director.attach()
+    director = Director(lab, "lb1")
     try:
+        director.attach()
         yield director
     finally:
         director.close()
@@ -104,6 +105,10 @@ def lb1(lab) -> Iterator:
 
 @pytest.fixture
 def lb(lb1) -> Iterator:
-    """lb1 with no services and no connections after the test."""
+    """lb1 with no services after the test (its daemon restarted if a test left it stopped). The
+    connections stay: the daemon has no flush, and a connection whose backend is gone is placed
+    afresh by its next packet."""
     yield lb1
+    if not lb1.running:
+        lb1.start()
     lb1.reset()

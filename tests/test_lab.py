@@ -56,7 +56,8 @@ def test_sigterm_runs_the_cleanup(tmp_path):
     """exit_on_signals: a SIGTERM unwinds like Ctrl-C, so the `finally` that takes a lab down runs."""
     done = tmp_path / "cleaned"
     code = ("import time; from xdplb.lab import exit_on_signals; exit_on_signals()\n"  # ready once inside the try
-            f"try:\n    print('ready', flush=True)\n    time.sleep(60)\nfinally:\n    open({str(done)!r}, 'w').write('yes')")
+            "try:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+            f"finally:\n    open({str(done)!r}, 'w').write('yes')")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.terminate()

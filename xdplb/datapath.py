@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,11 +303,44 @@ class Datapath:
     # tables as written (so the first set_service of each service writes only what differs) and the
     # settings. A service the new desired state does not name is removed by release_unclaimed().
 
-    def _take_over(self) -> None:
+    @_locked
+    def follow(self, services: Iterable[Service]) -> None:
+        """For an observer: reads again which service and backend ids the pinned maps hold (services map,
+        backends, settings; not the tables) and matches these services to them by endpoints, so services,
+        service_stats, backend_stats, backend_counts and connections() answer for them. Writes nothing."""
+        if not self.observe:
+            raise RuntimeError("follow() is for an observer: a writer knows what it applied")
+        self._read_settings()
+        pinned = self._pinned_services()
+        self._services.clear()
+        self._endpoints.clear()
+        for svc in services:
+            state = next((s for s in pinned.values() if s.keys & set(svc.all_endpoints)), None)
+            if state is not None:
+                state.model = svc
+                self._services[svc.key] = pinned.pop(state.id)
+                self._endpoints.update(dict.fromkeys(svc.all_endpoints, svc.key))
+        self._adopted = pinned  # the rest: their connections still name their backends
+
+    def _read_settings(self) -> None:
         settings = self.maps["settings"][ct.c_uint32(0)]
         self._clock_offset = settings.clock_offset
         hz, order = kernel.hz(), sorted(conntable.TIMEOUT, key=conntable.TIMEOUT.get)
         self._timeouts = Timeouts(**{name: max(1, settings.timeout[i] // hz) for i, name in enumerate(order)})
+
+    def _pinned_services(self) -> dict[int, _Service]:
+        keys: dict[int, set] = {}
+        for k, v in self.maps["services"].items():
+            keys.setdefault(v.value, set()).add(self._endpoint_of(k))
+        states = {sid: _Service(id=sid, model=None, keys=frozenset(eps)) for sid, eps in keys.items()}
+        for bid, be in self.maps["backends"].items():
+            if be.flags & _BE_ACTIVE and be.service in states:
+                addr = _addr_of(be.addr, be.family)
+                states[be.service].backends[addr] = _Backend(bid.value, be.gen, be.weight, None, None)
+        return states
+
+    def _take_over(self) -> None:
+        self._read_settings()
         keys: dict[int, set] = {}
         for k, v in self.maps["services"].items():
             keys.setdefault(v.value, set()).add(self._endpoint_of(k))
@@ -822,6 +855,11 @@ class Datapath:
         active, inactive = np.zeros(size, np.int64), np.zeros(size, np.int64)
         expired_n, live_per_table = 0, {}
         live_keys = []
+        # An entry counts for a backend only while its slot holds the backend it was placed on (the
+        # same generation and service), as the data plane's conn_backend() decides.
+        owner_gen, owner_svc = np.full(size, -1, np.int64), np.full(size, -1, np.int64)
+        for bid, (sid, gen, _) in self._backend_by_id().items():
+            owner_gen[bid], owner_svc[bid] = gen, sid
         for name in ("conntrack", "conn_syn"):
             keys, vals = self._dump(name)
             dead = conntable.expired(vals["last_seen"], vals["state"], keys["proto"], now, timeouts)
@@ -830,7 +868,10 @@ class Datapath:
             expired_n += int(dead.sum())
             keys, vals = keys[~dead], vals[~dead]
             live_per_table[name] = len(keys)
-            a, i = conntable.counts(vals["backend"].astype(np.int64), vals["state"], keys["proto"], size)
+            backend = vals["backend"].astype(np.int64)
+            slot = np.clip(backend, 0, size - 1)
+            theirs = (backend < size) & (owner_gen[slot] == vals["be_gen"]) & (owner_svc[slot] == vals["service"])
+            a, i = conntable.counts(backend[theirs], vals["state"][theirs], keys["proto"][theirs], size)
             active += a
             inactive += i
             live_keys.append((keys, vals))

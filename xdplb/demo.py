@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from xdplb.datapath import Datapath, Sizes
 from xdplb.lab import VIP4, VIP6, Director, Lab, exit_on_signals
 from xdplb.labclients import (
     DR_WEIGHTS,
@@ -75,10 +74,12 @@ def main() -> None:
     with console.status("lab up") as status:
         lab.up("native", progress=status.update)
     try:
-        step("Compiling the balancer (bpf/xdplb.c) with BCC, loading it, attaching it to lb1's front interface.")
-        director = Director(lab, "lb1", Datapath(Sizes(max_services=8, conn_max=1 << 16)))
-        console.print(f"  attached in {director.attach()} XDP mode")
+        director = Director(lab, "lb1")
+        step(f"Starting lb1's daemon (xdplb daemon -c {director.config_path.name}): it compiles the balancer "
+             f"(bpf/xdplb.c) with BCC, pins its maps under {director.pin_dir} and attaches it to lb1's front "
+             "interface. Each service change below is its configuration file rewritten and a SIGHUP.")
         try:
+            console.print(f"  attached in {director.attach()} XDP mode")
             run(lab, director)
         finally:
             director.close()

@@ -7,6 +7,11 @@ same scripts the Vagrant lab runs. In native mode every bridge port gets an XDP_
 delivers a director's XDP_TX or XDP_REDIRECT only to a peer that runs XDP, and a frame that crossed
 an XDP port carries the headroom XDP needs, so the director's veth does not copy it (measured: about
 25% more HTTP requests/s through the balancer).
+
+A director's balancer is driven as an operator drives one (`Director`): its own `xdplb daemon` runs
+in the director's namespace, with a configuration file the lab writes and SIGHUP to apply it; reads
+come from an observer on the daemon's pinned maps. Each director is named PREFIX-HOST, so its pins
+(/sys/fs/bpf/xdplb/PREFIX-HOST) and state are its own; taking the lab down removes them too.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from xdplb import config as cfg
 from xdplb import net
+from xdplb.sizes import Sizes
+from xdplb.store import STATE_FILE, State
 
 if TYPE_CHECKING:
     from xdplb.datapath import Datapath
@@ -66,6 +76,7 @@ class Host:
 HOSTS = [Host(h["name"], h["role"], h["number"], tuple(h["segments"]), h.get("vip", False))
          for h in TOPOLOGY["hosts"]]
 BY_NAME = {h.name: h for h in HOSTS}
+DIRECTORS = tuple(h.name for h in HOSTS if h.role == "director")
 
 Progress = Callable[[str], None]
 
@@ -155,7 +166,9 @@ class Lab:
             raise
 
     def down(self) -> None:
-        """Remove every namespace of this lab and every process in them; safe to call any time."""
+        """Remove every namespace of this lab and every process in them (the directors' daemons
+        included), then the directors' pinned maps; safe to call any time. The state directory goes
+        last: while pins are left, `all_prefixes` still finds this lab."""
         for name in [n for n in net.list_netns() if n.startswith(f"{self.prefix}-")]:
             pids = net.namespace_pids(name)
             for pid in pids:
@@ -163,6 +176,8 @@ class Lab:
                     os.kill(pid, signal.SIGKILL)
             _wait_dead(pids)
             net.remove_netns(name)
+        for host in DIRECTORS:
+            self.remove_pins(host)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             STATE_ROOT.rmdir()  # only when no other lab is left
@@ -217,13 +232,48 @@ class Lab:
         path = self.state_dir / "xdp"
         return path.read_text() if path.exists() else "native"
 
-    def services_file(self, host: str) -> Path:
-        return self.state_dir / host / "services.json"
+    # ---- directors ---------------------------------------------------------------------------
+
+    def director_name(self, host: str) -> str:
+        """The name of a director's daemon: its pins and state apart from another lab's or director's."""
+        return self.ns(host)
+
+    def pin_dir(self, host: str) -> Path:
+        return cfg.PIN_ROOT / self.director_name(host)
+
+    def daemon_dir(self, host: str) -> Path:
+        """A director's daemon files: its configuration, its state directory, its log."""
+        return self.state_dir / host / "daemon"
+
+    def daemon_state_dir(self, host: str) -> Path:
+        """The daemon's state directory: its desired state (state.json) and status.json."""
+        return self.daemon_dir(host) / "state"
+
+    def remove_pins(self, host: str) -> None:
+        """A director's pinned maps, and those a map migration set aside (`-old`); the maps live on
+        while a program uses them, so this is for after its interface or namespace is gone."""
+        pins = self.pin_dir(host)
+        for path in (pins, pins.with_name(f"{pins.name}-old")):
+            if path.exists():
+                shutil.rmtree(path)  # bpffs: each pin unlinked, then the directory
+                log.info("removed the pinned maps in %s", path)
+
+    def desired_state(self, host: str) -> State | None:
+        """A director's desired state as its daemon saved it (read, never through Store: loading a store
+        tidies its directory, which only its daemon may do)."""
+        path = self.daemon_state_dir(host) / STATE_FILE
+        try:
+            return State.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValidationError as e:
+            log.warning("%s: %s is not a valid state: %s", host, path, e)
+            return None
 
     def services(self, host: str) -> list[dict]:
-        """The services a director balances, as its driver (demo, test) published them."""
-        path = self.services_file(host)
-        return json.loads(path.read_text()) if path.exists() else []
+        """The services a director balances: its daemon's desired state."""
+        state = self.desired_state(host)
+        return [s.model_dump(mode="json") for s in state.services] if state else []
 
     def status(self) -> list[dict]:
         """Per host: its namespace, addresses per interface, and the XDP mode of each interface."""
@@ -240,52 +290,213 @@ class Lab:
         return rows
 
 
+LAB_SIZES = Sizes(max_services=8, conn_max=1 << 16)  # small: quick to load, plenty for the lab
+STATUS_FILE = "status.json"  # xdplb.daemon.STATUS_FILE (that module loads BCC, this one must not)
+DAEMON_DEADLINE = 30.0  # seconds for a start or a reload: generous, a loaded machine compiles slowly
+
 
 class Director:
-    """A lab director's balancer: a Datapath whose namespace-bound calls (attach, next-hop
-    resolution, devmap entries) run inside the director's namespace. Reads go to `dp` directly."""
+    """A lab director's balancer, run by its own `xdplb daemon` in the director's namespace.
 
-    def __init__(self, lab: Lab, host: str, dp: Datapath) -> None:
-        self.lab, self.host, self.dp = lab, host, dp
-        self.mode: str | None = None
+    Services change as an operator changes them: the configuration file is rewritten and the daemon
+    gets SIGHUP, and a change returns once the daemon's status.json shows the new state version. Reads
+    go to `dp`, an observer on the daemon's pinned maps (Datapath with observe=True, opened on first
+    use: it compiles the balancer once more), told after each change which ids each service has.
+    The daemon keeps the connections across changes: there is no flush."""
 
-    def _inside(self):
-        return net.in_netns(self.lab.ns(self.host))
+    def __init__(self, lab: Lab, host: str, sizes: Sizes = LAB_SIZES, ifname: str = "front",
+                 deadline: float = DAEMON_DEADLINE) -> None:
+        self.lab, self.host, self.sizes, self.ifname, self.deadline = lab, host, sizes, ifname, deadline
+        self.name = lab.director_name(host)
+        self.pin_dir = lab.pin_dir(host)
+        self.dir = lab.daemon_dir(host)
+        self.config_path = self.dir / "xdplb.yaml"
+        self.state_dir = lab.daemon_state_dir(host)
+        self.status_path = self.state_dir / STATUS_FILE
+        self.log_path = self.dir / "daemon.log"
+        self.daemon: subprocess.Popen | None = None
+        self.mode: str | None = None  # the XDP mode the daemon attached in
+        self._services: dict[tuple, Service] = {}
+        self._dp: Datapath | None = None
 
-    def attach(self, ifname: str = "front") -> str:
-        with self._inside():
-            self.mode = self.dp.attach(ifname, self.lab.xdp_mode)
+    # ---- the daemon --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.daemon is not None and self.daemon.poll() is None
+
+    def attach(self) -> str:
+        """Starts the daemon, which compiles the balancer, pins its maps and attaches; the XDP mode."""
+        self.start()
         return self.mode
 
-    def detach(self, ifname: str = "front") -> None:
-        with self._inside():
-            self.dp.detach(ifname)
+    def start(self) -> dict:
+        """Starts the daemon (after a kill, the new one takes the pinned maps over); its first status."""
+        if self.running:
+            raise LabError(f"{self.name}: the daemon already runs (pid {self.daemon.pid})")
+        self._write_config()
+        cmd = [sys.executable, "-m", "xdplb.cli", "daemon", "-c", str(self.config_path), "--netns",
+               self.lab.ns(self.host)]
+        with self.log_path.open("a") as out:  # appended across restarts, for the tail an error shows
+            self.daemon = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        status = self._wait_status(lambda _: True, "start")  # a status of this pid: started
+        self.mode = status["attached"].get(self.ifname)
+        state = self.lab.desired_state(self.host)
+        if state is None or state.services != self.services:
+            status = self._apply()  # the services changed while no daemon ran: its saved state is older
+        self._follow()
+        if status["refused"]:
+            raise LabError(f"{self.name} refused {status['refused']}")
+        return status
 
-    def set_service(self, service: Service) -> dict[str, int]:
-        with self._inside():
-            written = self.dp.set_service(service)
-        self._publish()
-        return written
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Ends the daemon with a signal (SIGKILL, as a crash would); the balancer forwards on."""
+        if self.running:
+            self.daemon.send_signal(sig)
+        if self.daemon is not None:
+            self.daemon.wait(timeout=self.deadline)
 
-    def reset(self) -> None:
-        """No services, no connections."""
-        with self._inside():
-            for svc in self.dp.services:
-                self.dp.remove_service(svc.key)
-        self.dp.flush_connections()
-        self._publish()
+    def status(self) -> dict | None:
+        """The daemon's status.json (replaced whole on each write: a read never sees half of one)."""
+        try:
+            return json.loads(self.status_path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def detach(self) -> None:
+        """`xdplb stop --detach`: the daemon stopped, the balancer off the interface, its pins and
+        state gone; a later attach starts afresh from the configuration file."""
+        try:
+            self._stop_daemon()
+        finally:
+            self._close_observer()
+            self.mode = None
+            self.status_path.unlink(missing_ok=True)  # its pid is gone: nothing for stop() to signal
+            if self.config_path.exists() and self.lab.ns(self.host) in net.list_netns():
+                from xdplb.daemon import stop  # BCC only where XDP is needed
+
+                for line in stop(self.config_path, self.lab.ns(self.host), detach=True):
+                    log.info("%s: %s", self.name, line)
+            self.lab.remove_pins(self.host)  # what stop left (a namespace already gone, a migration's -old)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def close(self) -> None:
-        """Detach and free the balancer; works when the lab is already gone too."""
-        self.lab.services_file(self.host).unlink(missing_ok=True)
-        if self.lab.ns(self.host) in net.list_netns():
-            with self._inside():
-                self.dp.close()
-        else:
-            self.dp.close()
+        """Stops and removes the balancer and the daemon's files; works when the lab is already gone too."""
+        try:
+            self.detach()
+        finally:
+            self._services.clear()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
-    def _publish(self) -> None:
-        """Tell `xdplb lab status` what this director balances (until the daemon can say it)."""
-        path = self.lab.services_file(self.host)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps([s.model_dump(mode="json") for s in self.dp.services]))
+    def _stop_daemon(self) -> None:
+        if self.daemon is None:
+            return
+        if self.daemon.poll() is None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=self.deadline)
+            except subprocess.TimeoutExpired:
+                log.warning("%s: the daemon ignored SIGTERM for %.0f s: killed", self.name, self.deadline)
+                self.daemon.kill()
+                self.daemon.wait()
+        self.daemon = None
+
+    def _wait_status(self, done: Callable[[dict], bool], what: str) -> dict:
+        """Until the running daemon's status says `done`; raises with its log when it exits or is late."""
+        deadline = time.monotonic() + self.deadline
+        while True:
+            status = self.status()
+            if status is not None and status["pid"] == self.daemon.pid and done(status):
+                return status
+            if self.daemon.poll() is not None:
+                raise LabError(f"{self.name}: the daemon exited ({self.daemon.returncode}) before its {what}:\n"
+                               f"{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.name}: no {what} of the daemon in {self.deadline:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.01)
+
+    # ---- services ----------------------------------------------------------------------------
+
+    @property
+    def services(self) -> list[Service]:
+        """The desired services, in the order they were first set."""
+        return list(self._services.values())
+
+    def set_service(self, service: Service) -> dict[str, int]:
+        """Adds or replaces a service (by its key) once the daemon applied it; the map entries it wrote,
+        by table. A service the daemon refuses is taken out again, and raises LabError."""
+        previous = dict(self._services)
+        self._services[service.key] = service
+        try:
+            status = self._apply()
+        except LabError:
+            self._services = previous
+            raise
+        if status["refused"]:
+            self._services = previous
+            self._apply()
+            raise LabError(f"{self.name} refused {service}: {'; '.join(status['refused'].values())}\n"
+                           f"{self.log_tail()}")
+        return status["written"]
+
+    def reset(self) -> None:
+        """No services. The connections stay (the daemon has no flush): they expire, and a packet of
+        one whose backend is gone is placed afresh."""
+        self._services.clear()
+        if self.running:
+            self._apply()
+        else:
+            self._write_config()
+
+    def _apply(self) -> dict:
+        """The desired services to the daemon: the file rewritten, SIGHUP, its status awaited."""
+        self._write_config()
+        if not self.running:
+            raise LabError(f"{self.name}: the daemon is not running:\n{self.log_tail()}")
+        version = self.status()["state_version"]
+        self.daemon.send_signal(signal.SIGHUP)
+        status = self._wait_status(lambda s: s["state_version"] > version, "reload")
+        self._follow()
+        return status
+
+    def _config(self) -> cfg.Config:
+        director = cfg.Director(name=self.name, interfaces=[self.ifname], xdp_mode=self.lab.xdp_mode,
+                                pin_dir=self.pin_dir, state_dir=self.state_dir, sizes=self.sizes)
+        return cfg.Config(director=director, services=self.services)
+
+    def _write_config(self) -> None:
+        try:
+            text = cfg.dump_config(self._config())
+        except ValidationError as e:  # two services on one endpoint: the daemon would refuse the file
+            raise LabError(f"{self.name}: {e}") from None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.config_path)  # a SIGHUP never reads half a file
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    @property
+    def dp(self) -> Datapath:
+        """The observer on the daemon's pinned maps: counters, connections, per-service stats."""
+        if self._dp is None:
+            if not self.running:
+                raise LabError(f"{self.name}: no daemon, so no pinned maps to observe")
+            from xdplb.datapath import Datapath  # BCC only where XDP is needed
+
+            self._dp = Datapath(self.sizes, pin_dir=self.pin_dir, observe=True)
+            self._follow()
+        return self._dp
+
+    def _follow(self) -> None:
+        if self._dp is not None:
+            self._dp.follow(self.services)
+
+    def _close_observer(self) -> None:
+        if self._dp is not None:
+            self._dp.close(detach=False)
+            self._dp = None

@@ -99,10 +99,12 @@ def upload(lab: Lab, version: int = 4, size: int = 200_000, port: int = 9001) ->
     return name, int(count)
 
 
-def stream(lab: Lab, version: int = 4) -> subprocess.Popen:
-    """A long download (1 MB at 256 kB/s); its output: `bytes http-code server`."""
+def stream(lab: Lab, version: int = 4, rate: str | None = None) -> subprocess.Popen:
+    """A long download: 1 MB at 256 kB/s, or at `rate` ("100k": 10 s), nginx's pace; its output:
+    `bytes http-code server`."""
+    path = f"/stream?rate={rate}" if rate else "/stream"
     return lab.popen("client", [*ONE_CPU, "curl", "-gs", "-m", "30", "-o", "/dev/null", "-w", STREAM_FORMAT,
-                                url(version, "/stream")], stdout=subprocess.PIPE, text=True)
+                                url(version, path)], stdout=subprocess.PIPE, text=True)
 
 
 def wrk_parallel(lab: Lab, targets: list[str], seconds: int = 2, connections: int = 16,

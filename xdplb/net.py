@@ -81,6 +81,13 @@ def in_netns(name: str) -> Iterator[None]:
         netns.popns()
 
 
+def enter_netns(name: str) -> None:
+    """Moves the calling thread into a network namespace for the rest of its life: setns acts on one
+    thread, so the others stay where they are. For a worker thread; in_netns's way back is one stack
+    per process (pyroute2's pushns/popns), which threads cannot share."""
+    netns.setns(name, flags=0)  # flags=0: the namespace must exist (pyroute2 creates it by default)
+
+
 def create_netns(name: str) -> None:
     netns.create(name)
     with in_netns(name), IPRoute() as ipr:

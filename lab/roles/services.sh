@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real server's services: nginx on port 80 answering "NAME" (and /stream, a slow 1 MB body for
-# long-lived connections), a UDP echo on port 9000 answering "NAME:data" and a TCP byte counter on
-# port 9001 answering "NAME:bytes", each bound to the addresses given so replies leave from the
-# address the client asked.
+# long-lived connections: 256 kB/s, or /stream?rate=100k), a UDP echo on port 9000 answering
+# "NAME:data" and a TCP byte counter on port 9001 answering "NAME:bytes", each bound to the addresses
+# given so replies leave from the address the client asked.
 # usage: services.sh NAME STATE_DIR ADDR...
 set -euo pipefail
 name=${1:?name} state=${2:?state directory}
@@ -23,11 +23,12 @@ http {
   access_log off;
   keepalive_requests 100000;
   client_body_temp_path $state/tmp;
+  map \$arg_rate \$stream_rate { default 256k; "~^[0-9]+k\$" \$arg_rate; }
   server {
     $listen
     add_header X-Server $name always;
     location = / { default_type text/plain; return 200 "$name\n"; }
-    location = /stream { root $state/www; limit_rate 256k; limit_rate_after 0; }
+    location = /stream { root $state/www; limit_rate \$stream_rate; limit_rate_after 0; }
   }
 }
 CONF
