@@ -123,20 +123,14 @@ def counter(d, name: str) -> int:
 
     from xdplb.datapath import COUNTERS
 
-    fd = bpfobj.obj_get(str(d.pin_dir / "counters"))
-    try:
-        raw = bpfobj.RawMap(fd, bpfobj.map_info(fd)).get(struct.pack("=I", COUNTERS[name])) or b""
-    finally:
-        os.close(fd)
+    with bpfobj.pinned(d.pin_dir / "counters") as counters:
+        raw = counters.get(struct.pack("=I", COUNTERS[name])) or b""
     return sum(v for (v,) in struct.iter_unpack("=Q", raw))
 
 
 def connections(d) -> int:
-    fd = bpfobj.obj_get(str(d.pin_dir / "conntrack"))
-    try:
-        return sum(1 for _ in bpfobj.RawMap(fd, bpfobj.map_info(fd)))
-    finally:
-        os.close(fd)
+    with bpfobj.pinned(d.pin_dir / "conntrack") as conntrack:
+        return sum(1 for _ in conntrack)
 
 
 def test_killed_daemon_leaves_traffic_flowing_and_a_new_one_takes_over(director):
@@ -209,11 +203,8 @@ def test_new_sizes_move_the_maps_and_another_schema_is_refused(director):
     hits = counter(d, "conn_hit")
     assert forward(d, pk.tcp(sport=43000, flags="A")) == backend
     assert counter(d, "conn_hit") == hits + 1 and connections(d) == 1
-    fd = bpfobj.obj_get(str(d.pin_dir / "conntrack"))
-    try:
-        assert bpfobj.map_info(fd).max_entries == 1 << 17
-    finally:
-        os.close(fd)
+    with bpfobj.pinned(d.pin_dir / "conntrack") as conntrack:
+        assert conntrack.max_entries == 1 << 17
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     from tests.conftest import _no_resolver

@@ -6,7 +6,6 @@ And two directors' daemons pin maps of their own."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -191,19 +190,13 @@ def test_traffic_flows_while_the_daemon_is_killed_and_started_again(lb):
 
 
 def conntrack_id(director: Director) -> int:
-    fd = bpfobj.obj_get(str(director.pin_dir / "conntrack"))
-    try:
-        return bpfobj.map_info(fd).id
-    finally:
-        os.close(fd)
+    with bpfobj.pinned(director.pin_dir / "conntrack") as conntrack:
+        return conntrack.info.id
 
 
 def vip_keys(director: Director) -> int:
-    fd = bpfobj.obj_get(str(director.pin_dir / "services"))
-    try:
-        return sum(1 for _ in bpfobj.RawMap(fd, bpfobj.map_info(fd)))
-    finally:
-        os.close(fd)
+    with bpfobj.pinned(director.pin_dir / "services") as services:
+        return sum(1 for _ in services)
 
 
 def test_two_directors_pin_maps_of_their_own(lb):

@@ -11,6 +11,8 @@ import ctypes
 import ctypes.util
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 libbpf = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
 libbpf.bpf_obj_get.argtypes = [ctypes.c_char_p]
@@ -58,7 +60,7 @@ class RawMap:
     """One map, by its own fd: keys and values as bytes (a per-CPU value: every CPU's, 8-byte aligned)."""
 
     def __init__(self, fd: int, minfo: MapInfo) -> None:
-        self.fd, self.key_size, self.max_entries = fd, minfo.key_size, minfo.max_entries
+        self.fd, self.info, self.key_size, self.max_entries = fd, minfo, minfo.key_size, minfo.max_entries
         percpu = minfo.type in _PERCPU_TYPES
         self.cpus = ok(libbpf.libbpf_num_possible_cpus(), "possible CPUs") if percpu else 1
         self.slot = (minfo.value_size + 7) // 8 * 8 if percpu else minfo.value_size
@@ -82,6 +84,16 @@ class RawMap:
         while libbpf.bpf_map_get_next_key(self.fd, keys[-1] if keys else None, nxt) == 0:
             keys.append(nxt.raw)
         return iter(keys)
+
+
+@contextmanager
+def pinned(path: str | Path) -> Iterator[RawMap]:
+    """A pinned map, opened for the block (its fd closed after)."""
+    fd = obj_get(str(path))
+    try:
+        yield RawMap(fd, map_info(fd))
+    finally:
+        os.close(fd)
 
 
 class ProgramMaps:

@@ -62,18 +62,13 @@ def copy_state(aside: Path, pin_dir: Path, names: Iterable[str]) -> dict[str, in
     for name in names:
         if name in NOT_COPIED:
             continue
-        old_fd, new_fd = bpfobj.obj_get(str(aside / name)), bpfobj.obj_get(str(pin_dir / name))
-        try:
-            copied[name] = _copy(name, old_fd, new_fd)
-        finally:
-            os.close(old_fd)
-            os.close(new_fd)
+        with bpfobj.pinned(aside / name) as old, bpfobj.pinned(pin_dir / name) as new:
+            copied[name] = _copy(name, old, new)
     return copied
 
 
-def _copy(name: str, old_fd: int, new_fd: int) -> int:
-    old_info, new_info = bpfobj.map_info(old_fd), bpfobj.map_info(new_fd)
-    old, new = bpfobj.RawMap(old_fd, old_info), bpfobj.RawMap(new_fd, new_info)
+def _copy(name: str, old: bpfobj.RawMap, new: bpfobj.RawMap) -> int:
+    old_info, new_info = old.info, new.info
     n = 0
     for key in old:
         value = old.get(key)
