@@ -341,24 +341,16 @@ class Datapath:
 
     def _take_over(self) -> None:
         self._read_settings()
-        keys: dict[int, set] = {}
-        for k, v in self.maps["services"].items():
-            keys.setdefault(v.value, set()).add(self._endpoint_of(k))
-        by_service: dict[int, dict] = {sid: {} for sid in keys}
+        self._adopted = self._pinned_services()
         for bid, be in enumerate(self.maps["backends"].values()):
-            self._gens[bid] = be.gen
-            if be.flags & _BE_ACTIVE and be.service in by_service:
-                addr = _addr_of(be.addr, be.family)
-                by_service[be.service][addr] = _Backend(bid, be.gen, be.weight, None, None)
-                if be.ifindex:
-                    self._tx_slots[be.ifindex] = be.tx_slot
-        for sid, endpoints in keys.items():
+            self._gens[bid] = be.gen  # every slot, so a reused one takes the next generation
+            if be.flags & _BE_ACTIVE and be.service in self._adopted and be.ifindex:
+                self._tx_slots[be.ifindex] = be.tx_slot
+        for sid, state in self._adopted.items():
             conf = self.maps["service_conf"][ct.c_uint32(sid)]
-            state = _Service(id=sid, model=None, backends=by_service[sid], conf=bytes(conf),
-                             ring=self._read_rows("rings", sid * self.sizes.ring_max, conf.ring_size),
-                             seq=self._read_rows("seqs", sid * self.sizes.seq_max, conf.seq_size),
-                             keys=frozenset(endpoints))
-            self._adopted[sid] = state
+            state.conf = bytes(conf)
+            state.ring = self._read_rows("rings", sid * self.sizes.ring_max, conf.ring_size)
+            state.seq = self._read_rows("seqs", sid * self.sizes.seq_max, conf.seq_size)
         in_use = {b.id for st in self._adopted.values() for b in st.backends.values()}
         self._free_services = [i for i in self._free_services if i not in self._adopted]
         self._free_backends = [i for i in self._free_backends if i not in in_use]
