@@ -153,3 +153,17 @@ def test_sweeper_recounts_after_close_expiry_and_eviction(dp):
     report = dp.sweep()
     assert report.evicted["conntrack"] > 0
     assert sum(counts(dp, svc, addrs)[0]) == present
+
+
+def test_sweeper_does_not_count_a_previous_backends_entries_on_a_reused_slot(dp):
+    """A removed service's connections stay in the table until they expire; the backend that reuses
+    their slot (a new generation) must not inherit them as its own."""
+    old, addrs = configure(dp, "wlc", [1, 1])
+    for i in range(6):
+        dp.run(pk.tcp(sport=16000 + i))
+        dp.run(pk.tcp(sport=16000 + i, flags="A"))
+    dp.remove_service(old.key)
+    new = pk.service(port=81, scheduler="wlc", backends=pk.backends(2))
+    dp.set_service(new, pk.nexthops(pk.backends(2)))  # takes the freed slots again
+    dp.sweep()
+    assert dp.backend_counts(new.key) == {a: (0, 0) for a in addrs}
