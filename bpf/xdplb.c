@@ -3,6 +3,8 @@
  *   then port 0) -> the half-open entry -> on a miss: persistence template, then the scheduler ->
  *   connection insert (a SYN into the half-open table) -> forward (DR, TUN) -> one counted exit.
  *   An ICMP error about a flow follows the flow to its backend.
+ *   A running capture (capture.h) copies a frame as received right before forwarding rewrites it,
+ *   and both copies at the exit.
  * A frame carrying struct sim_meta in its XDP metadata is simulated: it is parsed, looked up,
  * scheduled and rewritten like any other, but inserts no connection, moves no cursor and counts
  * nothing; the decision is written back into the metadata. */
@@ -28,11 +30,13 @@
 #include "lib/encap.h"
 #include "lib/icmp.h"
 #include "lib/forward.h"
+#include "lib/capture.h"
 
 struct verdict {
 	__u32 reason;             /* enum xdplb_counter: why it passed/dropped, or how it was placed */
 	__u32 service;
 	__u32 backend;
+	__u32 cap;                /* enum xdplb_capture_on: whether a capture sees this frame (capture.h) */
 };
 
 static __always_inline int simulated(struct xdp_md *ctx)
@@ -209,8 +213,9 @@ static __always_inline int lookup_conn(__u32 svc_id, struct pkt *p, struct setti
 	return 0;
 }
 
-/* An ICMP error about a flow goes where the flow goes, by the same method; it changes no state. */
-static __always_inline int icmp_to_backend(struct xdp_md *ctx, struct pkt *p, struct verdict *v)
+/* An ICMP error about a flow goes where the flow goes, by the same method; it changes no state.
+ * Its backend, or NULL: the kernel takes it. */
+static __always_inline struct backend *icmp_backend(struct pkt *p, struct verdict *v)
 {
 	struct conn *ct = conntrack.lookup(&p->key);
 	struct backend *be;
@@ -220,11 +225,11 @@ static __always_inline int icmp_to_backend(struct xdp_md *ctx, struct pkt *p, st
 	be = ct ? conn_backend(ct) : NULL;
 	if (!be) {
 		v->reason = CNT_PASS_ICMP_NO_CONN;
-		return XDP_PASS;
+		return NULL;
 	}
 	v->reason = CNT_ICMP_FORWARDED;
 	v->backend = ct->backend;
-	return forward(ctx, p, be, &v->reason);
+	return be;
 }
 
 /* The common case, decided before the service lookup: a connection-table entry that is live. Its
@@ -266,7 +271,10 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 		}
 		if (p->icmp) {
 			v->service = svc_id;
-			return icmp_to_backend(ctx, p, v);
+			be = icmp_backend(p, v);
+			if (!be)
+				return XDP_PASS;
+			goto send;  /* one forward(), so one capture hook: each is inlined where it is called */
 		}
 		r = lookup_conn(svc_id, p, s, now, &k);
 		if (r) {
@@ -288,8 +296,10 @@ static __always_inline int balance(struct xdp_md *ctx, struct pkt *p, int sim, s
 			return XDP_DROP;
 	}
 
+send:
+	capture_received(ctx, v->cap, p, v->service);
 	act = forward(ctx, p, be, &v->reason);
-	if (!sim && (act == XDP_TX || act == XDP_REDIRECT)) {
+	if (!sim && !p->icmp && (act == XDP_TX || act == XDP_REDIRECT)) {
 		int new_conn = v->reason != CNT_CONN_HIT;
 		__u32 be_id = v->backend;
 
@@ -328,9 +338,11 @@ int xdplb_main(struct xdp_md *ctx)
 	int sim = simulated(ctx);
 	int act = XDP_PASS;
 
+	v.cap = capture_armed(sim);
 	v.reason = parse_frame(data, end, &p);
 	if (!v.reason)
 		act = balance(ctx, &p, sim, &v);
+	capture_exit(ctx, v.cap, &p, v.service, v.backend, v.reason, act);
 	return finish(ctx, act, sim, &v);
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests import packets as pk
-from tests.conftest import SMALL, maps_snapshot
+from tests.conftest import SMALL, map_rows, maps_snapshot
 from xdplb.datapath import ConfigError
 from xdplb.net import Nexthop, NexthopError
 
@@ -52,14 +52,15 @@ def test_unchanged_service_writes_nothing_and_weight_change_writes_little(dp):
     svc = pk.service(scheduler="mh", backends=bes)
     assert dp.set_service(svc, pk.nexthops(bes)) == {"backends": 5, "rings": 4099, "seqs": 0}
     before = maps_snapshot(dp)
+    rings_before = map_rows(dp.maps["rings"])
     assert dp.set_service(svc) == {"backends": 0, "rings": 0, "seqs": 0}
     assert maps_snapshot(dp) == before
     heavier = tuple(b.model_copy(update={"weight": 2}) if i == 0 else b for i, b in enumerate(bes))
     written = dp.set_service(svc.model_copy(update={"backends": heavier}))
     assert written["backends"] == 1
     assert 0 < written["rings"] < 4099 // 2
-    after = dict(maps_snapshot(dp)["rings"])
-    changed = sum(after[k] != v for k, v in before["rings"])
+    after = dict(map_rows(dp.maps["rings"]))
+    changed = sum(after[k] != v for k, v in rings_before)
     assert changed == written["rings"]
     # ...and the heavier backend now takes about 2/6 of new clients
     clients = [f"10.{i // 250}.{i % 250}.1" for i in range(3000)]

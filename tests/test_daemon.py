@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -49,11 +50,13 @@ def director(tmp_path):
         doc = {
             "director": {"name": tag, "interfaces": ["xd-a"], "xdp_mode": "generic", "pin_dir": str(pin_dir),
                          "state_dir": str(tmp_path / "state"), "sizes": SIZES},
+            "api": {"listen": f"unix:{tmp_path}/api.sock"},
             "services": [{"protocol": "tcp", "vip": str(pk.VIP4), "port": 80, "scheduler": "rr", "ring_size": 4099,
                           "backends": [{"address": "10.100.0.11"}, {"address": "10.100.0.12"}]}],
         }
         config.write_text(yaml.safe_dump(doc))
         yield type("Director", (), {"ns": ns_d, "config": config, "doc": doc, "pin_dir": pin_dir,
+                                    "socket": tmp_path / "api.sock", "token": tmp_path / "state" / "api.token",
                                     "status": tmp_path / "state" / "status.json", "procs": procs})
     finally:
         for p in procs:
@@ -221,3 +224,41 @@ def test_new_sizes_move_the_maps_and_another_schema_is_refused(director):
 
     assert f"pinned maps have schema version 999, this build {SCHEMA_VERSION}" in res.stderr
     assert forward(d, pk.tcp(sport=43000, flags="A")) == backend  # the running balancer was not touched
+
+
+def test_the_daemon_serves_the_api_with_a_private_token(director):
+    """The API runs inside the daemon: a change through it is in the attached program's maps when the
+    call returns, saved, and in status.json; the token file is created 0600."""
+    import httpx
+
+    d = director
+    proc = start(d)
+    assert stat.S_IMODE(d.token.stat().st_mode) == 0o600 and stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+    token = d.token.read_text().strip()
+    sid = f"tcp:{pk.VIP4}:80"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)), base_url="http://xdplb") as api:
+        assert api.get("/readyz").json() == {"ready": True, "problems": []}
+        version = status(d)["state_version"]
+        assert api.post(f"/v1/services/{sid}/backends/10.100.0.11/drain").status_code == 401
+        r = api.post(f"/v1/services/{sid}/backends/10.100.0.11/drain", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        assert status(d)["state_version"] == version + 1 == int(r.headers["etag"].strip('"'))
+        macs = {forward(d, pk.tcp(sport=43000 + i)) for i in range(12)}
+        assert len(macs) == 1  # only .12 takes new connections now
+        assert api.get(f"/v1/services/{sid}").json()["backends"][0]["weight"] == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert not d.socket.exists()
+
+
+def test_a_token_file_others_can_read_is_refused(director):
+    d = director
+    d.token.parent.mkdir(parents=True)
+    d.token.write_text("a-token-that-others-can-read\n")
+    d.token.chmod(0o644)
+    proc = subprocess.run([sys.executable, "-m", "xdplb.cli", "daemon", "-c", str(d.config), "--netns", d.ns],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "mode 0644: others may read the API token; chmod 600 it" in proc.stderr
+    with net.in_netns(d.ns):
+        assert net.xdp_mode("xd-a") is None  # refused before anything was loaded

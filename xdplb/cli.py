@@ -49,13 +49,14 @@ def daemon(config: Path = ConfigOpt, netns: str | None = NetnsOpt) -> None:
     import logging
 
     from xdplb import daemon as daemon_mod
+    from xdplb.apiserver import TokenFileError
     from xdplb.config import ConfigError
     from xdplb.pinning import PinnedMapError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         raise typer.Exit(daemon_mod.run(config, netns))
-    except (ConfigError, PinnedMapError) as e:
+    except (ConfigError, PinnedMapError, TokenFileError) as e:
         typer.echo(f"error: {e}", err=True)  # unwrapped, to stderr: a daemon's output goes to logs
         raise typer.Exit(2) from e
 
@@ -210,6 +211,10 @@ def decap_status() -> None:
         table.add_row(name, *(str(a.counters[name]) for a in found))
     console.print(table)
 
+
+from xdplb.cli_ops import register  # noqa: E402  (the operator commands, against a director's API)
+
+register(app)
 
 if __name__ == "__main__":
     app()

@@ -9,12 +9,13 @@ walked down those nodes to the nearest one the file has.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -32,6 +33,7 @@ _IFNAME = re.compile(r"[^/:\s]{1,15}")  # the kernel's dev_valid_name: under IFN
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a path component under bpffs (no dots there) and /var/lib
 
 Loc = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
 Size = Annotated[int, Field(ge=1)]
 
 
@@ -130,8 +132,49 @@ class Director(_Strict):
         return v
 
 
+API_PORT = 9780
+
+
+class ApiSettings(_Strict):
+    """The REST API of the daemon (api/). On loopback by default; every change needs the bearer token
+    kept in `token_file` (created, mode 0600, when missing; refused when others may read it)."""
+
+    enabled: bool = True
+    listen: str = Field(f"127.0.0.1:{API_PORT}", description="HOST:PORT (an IP address; [v6]:port), or "
+                        "unix:/path for a Unix socket")
+    token_file: Path | None = Field(None, description="default <state_dir>/api.token")
+    auth_reads: bool = Field(False, description="reads need the token too")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v.startswith("unix:"):
+            if not Path(v[5:]).is_absolute():
+                raise ValueError(f"{v}: a Unix socket needs an absolute path")
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{v!r}: give HOST:PORT with a port from 1 to 65535, or unix:/path")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            raise ValueError(f"{v!r}: {host!r} is not an IP address") from None
+        return v
+
+    @field_validator("token_file")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_absolute():
+            raise ValueError(f"{v} is not an absolute path")
+        return v
+
+    def token_path(self, state_dir: Path) -> Path:
+        return self.token_file or state_dir / "api.token"
+
+
 class Config(_Strict):
     director: Director
+    api: ApiSettings = ApiSettings()
     services: ServiceList = []
     timeouts: Timeouts = Timeouts()
     checks: dict = Field({}, description="health checks: a later issue")
@@ -148,12 +191,33 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    return _parse(Config, text, source)
+
+
+class ServicesDocument(_Strict):
+    """A file of services (`xdplb apply -f`): `services:` and optionally `timeouts:`. A whole daemon
+    configuration file is one too: its other sections are read and left aside."""
+
+    services: ServiceList = []
+    timeouts: Timeouts | None = None
+    director: Any = None
+    api: Any = None
+    checks: Any = None
+    ha: Any = None
+
+
+def parse_services(text: str, source: str = "<services>") -> ServicesDocument:
+    """Services and timeouts from YAML, with ConfigError naming each problem's line and field."""
+    return _parse(ServicesDocument, text, source)
+
+
+def _parse(model: type[_M], text: str, source: str) -> _M:
     data, lines, problems = _compose(text)
     if problems:
         raise ConfigError([f"{source} line {line}: {msg}" for line, msg in problems])
     data = {} if data is None else data  # an empty file: say what it misses
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise ConfigError([f"{source} line {line}: {msg}" for line, msg in _explain(e, data, lines)]) from None
 
@@ -251,6 +315,18 @@ def _in_data(loc: Loc, data: Any) -> Loc:
         else:
             break
     return tuple(out)
+
+
+def describe(errors: Iterable[dict], root: str = "") -> list[str]:
+    """Validation errors (pydantic's `errors()`) as one line per field (`services[0].backends[1].weight:
+    Input should be ...`), for places without a file's lines (the API, the importers' callers)."""
+    grouped: dict[Loc, list[dict]] = {}
+    for err in errors:
+        loc = tuple(part for part in err["loc"] if not isinstance(part, str) or "[" not in part)  # union tags
+        if err["type"] == "service_collision":
+            loc = (*loc, err["ctx"]["item"])
+        grouped.setdefault((root, *loc) if root else loc, []).append(err)
+    return [f"{_dotted(loc)}: {_message(errs)}" if loc else _message(errs) for loc, errs in grouped.items()]
 
 
 def _message(errs: Iterable[dict]) -> str:

@@ -24,14 +24,19 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 
 from xdplb import net, pinning
+from xdplb.api.context import ApiContext
+from xdplb.api.main import create_app
+from xdplb.apiserver import ApiServer, load_token
 from xdplb.config import Config, ConfigError, load_config
 from xdplb.datapath import Datapath, detach_xdp
-from xdplb.reconcile import Applied, Reconciler
+from xdplb.manager import Manager, ManagerError
+from xdplb.rates import RateEstimator
 from xdplb.store import State, Store
 from xdplb.sweeper import Sweeper
 
@@ -46,60 +51,96 @@ class Daemon:
         self.config: Config = load_config(config_path)
         self.store = Store(self.config.director.state_dir)
         self.dp: Datapath | None = None
+        self.manager: Manager | None = None
         self.sweeper: Sweeper | None = None
-        self.state: State | None = None
-        self.applied = Applied()
+        self.rates: RateEstimator | None = None
+        self.api: ApiServer | None = None
         self.attached: dict[str, str] = {}
+        self.reloads = 0                       # SIGHUPs handled, and why the last one was refused
+        self.reload_error: str | None = None
 
     def start(self) -> None:
         d = self.config.director
-        self.state = self.store.load()
-        if self.state is None:
-            self.state = self._save(State(services=self.config.services, timeouts=self.config.timeouts))
+        state = self.store.load()
+        if state is None:
+            state = State(services=self.config.services, timeouts=self.config.timeouts)
+            state = state.model_copy(update={"version": self.store.save(state)})
+        token = load_token(self.config.api.token_path(d.state_dir)) if self.config.api.enabled else ""
         self.dp = Datapath(d.sizes, pin_dir=d.pin_dir, migrate=True)  # new sizes move the maps over
-        self.applied = Reconciler(self.dp).apply(self.state.services, self.state.timeouts)
+        self.manager = Manager(self.dp, self.store, state)
+        applied = self.manager.start()
         for ifname in d.interfaces:
             self.attached[ifname] = self.dp.attach(ifname, d.xdp_mode.value)
         self.sweeper = Sweeper(self.dp).start()
-        log.info("director %s: %d services, attached to %s", d.name, self.applied.services, self.attached)
+        self.rates = RateEstimator(self.manager.counters).start()
+        self.manager.listeners.append(lambda _m: self.write_status())
+        if self.config.api.enabled:
+            self.api = ApiServer(create_app(self._api_context(token)), self.config.api.listen).start()
+        log.info("director %s: %d services, attached to %s", d.name, applied.services, self.attached)
         self.write_status()
 
+    def _api_context(self, token: str) -> ApiContext:
+        first = self.config.director.interfaces[0]
+        return ApiContext(self.manager, token, self.config.api.auth_reads, self.rates, self.config.director.name,
+                          ingress_ifindex=socket.if_nametoindex(first), problems=self._problems)
+
+    def _problems(self) -> list[str]:
+        """Why the director is not ready: an interface that lost its program."""
+        problems = []
+        for ifname in self.config.director.interfaces:
+            try:
+                if net.xdp_mode(ifname) is None:
+                    problems.append(f"not attached to {ifname}")
+            except Exception as e:  # pyroute2's NetlinkError: the interface is gone
+                problems.append(f"interface {ifname}: {e}")
+        return problems
+
     def reload(self) -> bool:
-        """SIGHUP: the configuration file's services and timeouts become the desired state."""
+        """SIGHUP: the configuration file's services and timeouts become the desired state, whole or
+        not at all; status.json counts the reloads and says why the last one was refused."""
+        self.reloads += 1
+        self.reload_error = self._reload()
+        if self.reload_error:
+            log.error("reload refused, the running state stays: %s", self.reload_error)
+        self.write_status()
+        return self.reload_error is None
+
+    def _reload(self) -> str | None:
         try:
             config = load_config(self.config_path)
         except (ConfigError, OSError) as e:
-            log.error("reload refused, the running state stays: %s", e)
-            return False
-        if config.director != self.config.director:
-            log.error("reload refused: the director section changed (%s); that needs a restart", self.config_path)
-            return False
-        state = self._save(State(services=config.services, timeouts=config.timeouts))
-        self.config, self.state = config, state
-        self.applied = Reconciler(self.dp).apply(state.services, state.timeouts)
-        self.write_status()
-        return True
-
-    def _save(self, state: State) -> State:
-        return state.model_copy(update={"version": self.store.save(state)})
+            return str(e)
+        if (config.director, config.api) != (self.config.director, self.config.api):
+            return f"the director or api section of {self.config_path} changed; that needs a restart"
+        try:
+            self.manager.replace(config.services, config.timeouts)
+        except ManagerError as e:
+            return str(e)
+        self.config = config
+        return None
 
     def stop(self) -> None:
         """Leaves the balancer attached and forwarding with its pinned maps."""
-        if self.sweeper:
-            self.sweeper.stop()
+        for part in (self.api, self.rates, self.sweeper):
+            if part:
+                part.stop()
         if self.dp:
             self.dp.close(detach=False)
 
     def write_status(self) -> None:
+        applied = self.manager.applied
         status = {
             "pid": os.getpid(),
             "director": self.config.director.name,
-            "state_version": self.state.version if self.state else 0,
-            "services": self.applied.services,
-            "refused": {_name(k): v for k, v in self.applied.refused.items()},
-            "removed": [_name(k) for k in self.applied.removed],
-            "written": dict(self.applied.written),
+            "state_version": self.manager.version,
+            "services": applied.services,
+            "refused": {_name(k): v for k, v in applied.refused.items()},
+            "removed": [_name(k) for k in applied.removed],
+            "written": dict(applied.written),
             "attached": self.attached,
+            "api": self.config.api.listen if self.config.api.enabled else None,
+            "reloads": self.reloads,
+            "reload_error": self.reload_error,
         }
         path = self.config.director.state_dir / STATUS_FILE
         tmp = path.with_suffix(".tmp")

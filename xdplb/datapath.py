@@ -26,8 +26,9 @@ from bcc import BPF
 
 from xdplb import conntable, kernel, maglev, pinning, schedule
 from xdplb import migrate as migrate_mod
+from xdplb.capture import Capture, CaptureFilter, Tap
 from xdplb.cenum import enum_values, header_enums
-from xdplb.model import Backend, IPAddress, Method, Protocol, SchedFlag, Scheduler, Service, Timeouts, Tunnel
+from xdplb.model import Backend, IPAddress, Method, Protocol, SchedFlag, Scheduler, Service, Timeouts, Tunnel, key_id
 from xdplb.net import Nexthop, NexthopError, mac_bytes, resolve_nexthop
 from xdplb.sizes import Sizes
 from xdplb.testrun import RunResult, XdpRunner
@@ -97,6 +98,15 @@ class Simulation:
     reason: str
     service: Service | None
     backend: IPAddress | None
+
+
+@dataclass
+class Preflight:
+    """What Datapath.preflight found: why services would be refused (by key), and the next hops it
+    resolved (the pass can reuse them rather than wait for ARP/ND again)."""
+
+    problems: dict[tuple, str] = field(default_factory=dict)
+    nexthops: dict[IPAddress, Nexthop] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -411,6 +421,8 @@ class Datapath:
                 self.detach(ifname)
             except Exception as e:  # the interface may be gone with its namespace
                 log.warning("detaching from %s: %s", ifname, e)
+        if "_tap" in self.__dict__:
+            self._tap.close()
         self._bpf.cleanup()
 
     def __enter__(self) -> Datapath:
@@ -500,16 +512,50 @@ class Datapath:
             self.set_service(state.model, hops)
         return failed
 
-    def _check_limits(self, service: Service, old: _Service | None) -> None:
+    @_locked
+    def preflight(self, services: list[Service]) -> Preflight:
+        """Whether the data plane would take this desired set whole (what a reconciler pass makes of
+        it: services no longer listed removed first, then each one set in order), without writing:
+        each service's limits and next hops, and the free ids along the pass. A change refused here
+        is refused before anything is written, so all-or-nothing needs no undo."""
+        out = Preflight()
+        wanted = {s.key for s in services}
+        gone = [s for k, s in self._services.items() if k not in wanted]
+        free_services = len(self._free_services) + len(gone)
+        free_backends = len(self._free_backends) + sum(len(s.backends) for s in gone)
+        endpoints = {ep: k for ep, k in self._endpoints.items() if k in wanted}
+        for svc in services:
+            old = self._services.get(svc.key) or self._adopted_for(svc)
+            for ep in old.keys if old else ():
+                endpoints.pop(ep, None)
+            try:
+                if old is None and free_services == 0:
+                    raise ConfigError(f"service limit reached ({self.sizes.max_services})")
+                self._check_limits(svc, old, endpoints, free_backends)
+                out.nexthops.update(self._nexthops(svc, old, {}))
+            except (ConfigError, NexthopError) as e:
+                out.problems[svc.key] = str(e)
+                continue
+            free_services -= old is None
+            kept = set(old.backends) if old else set()
+            free_backends -= sum(1 for b in svc.backends if b.address not in kept)
+            free_backends += len(kept - {b.address for b in svc.backends})
+            endpoints.update(dict.fromkeys(svc.all_endpoints, svc.key))
+        return out
+
+    def _check_limits(self, service: Service, old: _Service | None,
+                      endpoints: Mapping[tuple, tuple] | None = None, free_backends: int | None = None) -> None:
         if service.method == Method.NAT:
             raise ConfigError(f"forwarding method {service.method} is not available yet (DR and TUN are)")
-        if old is None and not self._free_services:
+        if endpoints is None and old is None and not self._free_services:
             raise ConfigError(f"service limit reached ({self.sizes.max_services})")
+        endpoints = self._endpoints if endpoints is None else endpoints
         for ep in service.all_endpoints:
-            owner = self._endpoints.get(ep)
+            owner = endpoints.get(ep)
             if owner is not None and owner != service.key:
-                raise ConfigError(f"{ep[0]}/{ep[1]}:{ep[2]} already belongs to service {self._services[owner].model}")
-        keys = len(self._endpoints) - (len(old.keys) if old else 0) + len(service.all_endpoints)
+                raise ConfigError(f"{ep[0]}/{ep[1]}:{ep[2]} already belongs to service {key_id(owner)}")
+        keys = len(endpoints) - (len(old.keys) if old and endpoints is self._endpoints else 0) + \
+            len(service.all_endpoints)
         if keys > self.sizes.max_vips:
             raise ConfigError(f"virtual address limit reached ({self.sizes.max_vips})")
         if service.scheduler.least_connection and len(service.backends) > self.sizes.lc_max:
@@ -520,7 +566,7 @@ class Datapath:
         if len(service.backends) > self.sizes.seq_max:
             raise ConfigError(f"{len(service.backends)} backends exceed the per-service maximum {self.sizes.seq_max}")
         new = sum(1 for b in service.backends if old is None or b.address not in old.backends)
-        if new > len(self._free_backends):
+        if new > (len(self._free_backends) if free_backends is None else free_backends):
             raise ConfigError(f"backend limit reached ({self.sizes.max_backends})")
 
     def _nexthops(self, service: Service, old: _Service | None,
@@ -946,3 +992,23 @@ class Datapath:
         owner = self._backend_by_id().get(out.backend)
         return Simulation(res.verdict, res.frame, reason, by_id.get(out.service),
                           owner[2] if owner else None)
+
+    # ---- packet capture (xdplb/capture.py) --------------------------------------------------
+
+    def service_id(self, key: tuple) -> int:
+        """The data plane's id of a service: what a capture filters on."""
+        return self._services[key].id
+
+    @functools.cached_property
+    def _tap(self) -> Tap:
+        return Tap(self._bpf, STRUCTS_H)
+
+    def capture(self, flt: CaptureFilter, rate_pps: int = 1000, snaplen: int = 2048) -> Capture:
+        """Copies the frames of a service or flow out of the data plane, as received and as sent, at
+        most rate_pps frames a second (xdplb/capture.py). One at a time: a second raises CaptureBusy.
+        Its maps are not pinned: only the process that loaded the attached program captures."""
+        if self.observe:
+            raise RuntimeError("an observer cannot capture: the attached program is its daemon's")
+        with self.lock:
+            tap = self._tap
+        return tap.start(flt, rate_pps, snaplen)

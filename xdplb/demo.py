@@ -3,6 +3,7 @@ and the demo says what happens as it goes; the lab is torn down at the end, what
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -40,28 +41,33 @@ def show_distribution(title: str, names: Counter, weights: dict[str, int]) -> No
     console.print(table)
 
 
-def show_stats(director: Director, key: tuple, title: str) -> None:
-    table = Table(title=title)
-    for col in ("", "Conns", "InPkts", "InBytes"):
-        table.add_column(col, justify="right" if col else "left")
-    s = director.dp.service_stats(key)
-    table.add_row(f"{key[0].upper()} {key[1]}:{key[2]}", str(s["conns"]), str(s["in_pkts"]), str(s["in_bytes"]))
-    for addr, b in director.dp.backend_stats(key).items():
-        table.add_row(f"  -> {addr}", str(b["conns"]), str(b["in_pkts"]), str(b["in_bytes"]))
-    console.print(table)
+def show_cli(director: Director, *args: str) -> None:
+    """An operator command against the director's API, shown as typed and as it answered."""
+    console.print(f"  [dim]$ xdplb {' '.join(args)}[/]")
+    console.print(escape(director.cli(*args)), end="", highlight=False)
 
 
-def show_conns(director: Director, svc, title: str) -> None:
-    """ipvsadm -Ln: each backend's weight and ActiveConn/InActConn, as the schedulers see them."""
-    table = Table(title=title)
-    for col in ("", "Weight", "ActiveConn", "InActConn"):
-        table.add_column(col, justify="right" if col else "left")
-    table.add_row(str(svc), "", "", "")
-    counts = director.dp.backend_counts(svc.key)
-    for b in svc.backends:
-        active, inactive = counts[b.address]
-        table.add_row(f"  -> {b.address}", str(b.weight), str(active), str(inactive))
-    console.print(table)
+def show_capture(lab: Lab, director: Director, service_id: str) -> None:
+    """xdplb capture while curl runs: the frames native XDP sends back out, which tcpdump never sees."""
+    from scapy.layers import inet, inet6  # noqa: F401  (binds IP, IPv6, TCP, UDP under Ether)
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap
+
+    step("tcpdump on lb1 would not see what XDP sends back out. The balancer captures it itself: each "
+         "frame as received from the router and as sent to its real server (only the MAC changes in DR).")
+    path = director.dir / "demo.pcap"
+    done = threading.Event()
+    clients = threading.Thread(target=lambda: [http_names(lab, url(4), 1) for _ in range(100) if not done.is_set()])
+    clients.start()
+    try:
+        show_cli(director, "capture", service_id, "--count", "6", "--seconds", "10", "-w", str(path))
+    finally:
+        done.set()
+        clients.join()
+    for i, p in enumerate(rdpcap(str(path))):
+        frame = Ether(bytes(p))
+        console.print(f"  {'received' if i % 2 == 0 else 'sent    '} {frame.src} > {frame.dst}  "
+                      f"{escape(frame.payload.summary())}", highlight=False)
 
 
 def main() -> None:
@@ -77,7 +83,8 @@ def main() -> None:
         director = Director(lab, "lb1")
         step(f"Starting lb1's daemon (xdplb daemon -c {director.config_path.name}): it compiles the balancer "
              f"(bpf/xdplb.c) with BCC, pins its maps under {director.pin_dir} and attaches it to lb1's front "
-             "interface. Each service change below is its configuration file rewritten and a SIGHUP.")
+             "interface. Services change by its configuration file and a SIGHUP, or through its REST API "
+             f"(here on {director.socket}) with the xdplb command.")
         try:
             console.print(f"  attached in {director.attach()} XDP mode")
             run(lab, director)
@@ -97,7 +104,11 @@ def run(lab: Lab, director: Director) -> None:
 
     step("The client makes 60 HTTP requests with curl, a new connection each.")
     show_distribution("Who answered", http_names(lab, url(4), 60), DR_WEIGHTS)
-    show_stats(director, svc.key, "ipvsadm --stats, from the balancer's per-CPU counters")
+    step("What the director counted, through its REST API, as ipvsadm -Ln --stats prints it:")
+    show_cli(director, "list", "--stats")
+
+    step("Where would a new client go? simulate runs the real XDP program on a built frame and changes nothing:")
+    show_cli(director, "simulate", "--from", "203.0.113.7:40000", "--to", f"{VIP4}:80/tcp")
 
     step("A long download starts (1 MB, served at 256 kB/s).")
     download = stream(lab)
@@ -107,14 +118,17 @@ def run(lab: Lab, director: Director) -> None:
         server = next((name for name in DR_WEIGHTS for c in director.dp.connections()
                        if c.state == "ESTABLISHED" and c.backend == address_of(name)), None)
     console.print(f"  the connection table shows it on [bold]{server}[/]")
-    show_conns(director, svc, "ipvsadm -Ln: the download is active; closed connections stay inactive "
-               "until tcpfin (120 s)")
+    step("ipvsadm -Ln's view: the download is ActiveConn; the closed connections stay InActConn until "
+         "tcpfin (120 s).")
+    show_cli(director, "list")
     weights = {**DR_WEIGHTS, server: 0}
-    director.set_service(dr_service(weights=weights))
-    step(f"{server} is made quiescent (weight 0): no new connections, established ones go on.")
+    step(f"{server} is drained through the API (weight 0): no new connections, established ones go on.")
+    show_cli(director, "backend", "drain", svc.id, str(address_of(server)))
     show_distribution(f"60 new requests after {server} went quiescent", http_names(lab, url(4), 60), weights)
     size, code, sent_by = download.communicate(timeout=40)[0].split()
     console.print(f"  the download finished: HTTP {code}, {size} bytes, all from {sent_by}")
+
+    show_capture(lab, director, svc.id)
 
     step(escape(f"The same over IPv6 ([{VIP6}]:80) and a UDP echo service (port 9000, round robin)."))
     director.set_service(dr_service(version=6))

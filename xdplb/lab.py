@@ -436,11 +436,10 @@ class Director:
         except LabError:
             self._services = previous
             raise
-        if status["refused"]:
+        if status["reload_error"]:  # refused whole: the daemon's state is the previous one
             self._services = previous
-            self._apply()
-            raise LabError(f"{self.name} refused {service}: {'; '.join(status['refused'].values())}\n"
-                           f"{self.log_tail()}")
+            self._write_config()
+            raise LabError(f"{self.name} refused {service}: {status['reload_error']}")
         return status["written"]
 
     def reset(self) -> None:
@@ -457,16 +456,25 @@ class Director:
         self._write_config()
         if not self.running:
             raise LabError(f"{self.name}: the daemon is not running:\n{self.log_tail()}")
-        version = self.status()["state_version"]
+        reloads = self.status()["reloads"]
         self.daemon.send_signal(signal.SIGHUP)
-        status = self._wait_status(lambda s: s["state_version"] > version, "reload")
+        status = self._wait_status(lambda s: s["reloads"] > reloads, "reload")
         self._follow()
         return status
 
     def _config(self) -> cfg.Config:
         director = cfg.Director(name=self.name, interfaces=[self.ifname], xdp_mode=self.lab.xdp_mode,
                                 pin_dir=self.pin_dir, state_dir=self.state_dir, sizes=self.sizes)
-        return cfg.Config(director=director, services=self.services)
+        return cfg.Config(director=director, services=self.services, api=cfg.ApiSettings(listen=f"unix:{self.socket}"))
+
+    @property
+    def socket(self) -> Path:
+        """Where the daemon's API listens: a Unix socket, reachable from the host (`xdplb --url unix:...`)."""
+        return self.state_dir / "api.sock"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "api.token"
 
     def _write_config(self) -> None:
         try:
@@ -491,6 +499,22 @@ class Director:
             self._dp = Datapath(self.sizes, pin_dir=self.pin_dir, observe=True)
             self._follow()
         return self._dp
+
+    def cli(self, *args: str) -> str:
+        """Runs an operator command (`xdplb list --stats`, `xdplb backend drain ...`) against this
+        director's API, as an operator would; its output. A change made this way becomes the lab's
+        desired state too (the configuration file follows), so a later set_service builds on it."""
+        cmd = [sys.executable, "-m", "xdplb.cli", *args, "--url", f"unix:{self.socket}",
+               "--token-file", str(self.token_file)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.deadline)
+        if proc.returncode:
+            raise LabError(f"{self.name}: xdplb {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        state = self.lab.desired_state(self.host)
+        if state is not None and state.services != self.services:
+            self._services = {s.key: s for s in state.services}
+            self._write_config()
+            self._follow()
+        return proc.stdout
 
     def _follow(self) -> None:
         if self._dp is not None:

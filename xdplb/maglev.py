@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by build(): the models import this module, the CLI starts faster
+    import numpy as np
 
 DEFAULT_SIZE = 65537
 
@@ -37,6 +39,8 @@ def _permutation(name: str, size: int) -> tuple[int, int]:
 
 
 def build(backends: Sequence[tuple[str, int]], size: int = DEFAULT_SIZE) -> np.ndarray:
+    import numpy as np
+
     """Table of `size` entries, each an index into `backends` ((name, weight) pairs).
 
     Backends with weight 0 get no entry. An empty array means no backend can take a flow.

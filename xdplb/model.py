@@ -199,6 +199,11 @@ class Service(_Strict):
             return ("fwm", self.fwmark)
         return (self.protocol, self.vip, self.port)
 
+    @property
+    def id(self) -> str:
+        """The key as one string, for URLs and the CLI: `tcp:10.100.0.100:80`, `udp:[2001:db8::1]:53`, `fwm:7`."""
+        return key_id(self.key)
+
     def __str__(self) -> str:
         if self.fwmark is not None:
             return f"FWM {self.fwmark} {self.scheduler}"
@@ -214,3 +219,39 @@ class Timeouts(_Strict):
     tcpfin: int = Field(120, ge=1, le=30 * 24 * 3600)
     udp: int = Field(300, ge=1, le=30 * 24 * 3600)
     syn: int = Field(60, ge=1, le=30 * 24 * 3600)
+
+
+def key_id(key: tuple) -> str:
+    """A service key (Service.key) as its id string."""
+    if key[0] == "fwm":
+        return f"fwm:{key[1]}"
+    protocol, vip, port = key
+    host = f"[{vip}]" if vip.version == 6 else str(vip)
+    return f"{protocol}:{host}:{port}"
+
+
+def parse_key(text: str) -> tuple:
+    """A service id (`tcp:10.100.0.100:80`, `tcp:[2001:db8::1]:80` or without brackets, `fwm:7`) as
+    the service's key; ValueError says what is wrong."""
+    kind, sep, rest = text.strip().partition(":")
+    kind = kind.lower()
+    if not sep or not rest:
+        raise ValueError(f"{text!r} is not a service id: PROTO:VIP:PORT (tcp:10.0.0.1:80, udp:[2001:db8::1]:53) "
+                         "or fwm:MARK")
+    if kind == "fwm":
+        if not rest.isdigit() or not 1 <= int(rest) <= 2**32 - 1:
+            raise ValueError(f"{text!r}: a firewall mark is a number from 1 to 4294967295")
+        return ("fwm", int(rest))
+    try:
+        protocol = Protocol(kind)
+    except ValueError:
+        raise ValueError(f"{text!r}: protocol {kind!r} is not tcp or udp") from None
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r}: the port is missing or not in 0..65535")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        vip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
+    return (protocol, vip, int(port))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xdplb.datapath import ConfigError, Datapath
-from xdplb.model import Service, Timeouts
-from xdplb.net import NexthopError
+from xdplb.model import IPAddress, Service, Timeouts
+from xdplb.net import Nexthop, NexthopError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ class Reconciler:
     def __init__(self, dp: Datapath) -> None:
         self.dp = dp
 
-    def apply(self, services: list[Service], timeouts: Timeouts) -> Applied:
+    def apply(self, services: list[Service], timeouts: Timeouts,
+              nexthops: Mapping[IPAddress, Nexthop] | None = None) -> Applied:
+        """nexthops: already resolved (Datapath.preflight's), so the pass does not wait for ARP/ND again."""
         out = Applied()
+        nexthops = nexthops or {}
         with self.dp.lock:
             if timeouts != self.dp.timeouts:
                 self.dp.set_timeouts(timeouts)
@@ -50,7 +54,8 @@ class Reconciler:
                 out.removed.append(key)
             for svc in services:
                 try:
-                    out.written.update(self.dp.set_service(svc))
+                    hops = {b.address: nexthops[b.address] for b in svc.backends if b.address in nexthops}
+                    out.written.update(self.dp.set_service(svc, hops))
                     out.services += 1
                 except (ConfigError, NexthopError) as e:
                     out.refused[svc.key] = str(e)

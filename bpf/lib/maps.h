@@ -115,4 +115,27 @@ BPF_F_TABLE(PINNED("array", pin_meta), u32, struct pin_meta, pin_meta, 1, 0);
  * simulation metadata, instead of a hand-written copy. */
 BPF_ARRAY(sim_layout, struct sim_meta, 1);
 
+/* Packet capture (capture.h). Not pinned: a capture belongs to the process running the program, and
+ * a restarted one starts with none. XDPLB_CAPTURE_PAGES: the ring's size in pages (a power of 2). */
+#ifndef XDPLB_CAPTURE_PAGES
+#define XDPLB_CAPTURE_PAGES 512
+#endif
+
+/* 0 -> struct capture_conf: the capture running, if any. Python (xdplb/capture.py); the one read
+ * every frame pays while no capture runs. */
+BPF_ARRAY(capture_conf, struct capture_conf, 1);
+
+/* 0 -> struct capture_bucket: the capture's rate, shared by every CPU (atomics). Data plane; Python
+ * zeroes it when a capture starts. Apart from capture_conf: no write near the line every frame reads. */
+BPF_ARRAY(capture_bucket, struct capture_bucket, 1);
+
+/* enum xdplb_capture_stat -> frames or records, per CPU. Data plane; Python zeroes them at a start. */
+BPF_PERCPU_ARRAY(capture_stats, u64, CAP_STAT_MAX);
+
+/* 0 -> struct capture_rec: the record this CPU is building. Data plane. */
+BPF_PERCPU_ARRAY(capture_scratch, struct capture_rec, 1);
+
+/* The records: struct capture_hdr, then hdr.caplen bytes of the frame. Data plane writes, Python reads. */
+BPF_RINGBUF_OUTPUT(capture_ring, XDPLB_CAPTURE_PAGES);
+
 #endif

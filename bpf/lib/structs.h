@@ -283,4 +283,84 @@ struct sim_meta {
 	__u32 reason;             /* enum xdplb_counter of the decisive step */
 };
 
+/* Packet capture (bpf/lib/capture.h, xdplb/capture.py): the frames of one service or flow, copied
+ * into a ring buffer as received and as sent, at a bounded rate. None of these maps is pinned (a
+ * capture belongs to the process that runs the program), so their layouts are not in the schema. */
+#define XDPLB_CAPTURE_SNAP_MAX 2048   /* bytes of a frame a record can hold */
+
+/* struct capture_conf.on: Python sets both or neither. Two flags rather than one so the verifier,
+ * which learns the first on the branch before forwarding, does not know the second at the exit: it
+ * walks forwarding once, not once with a capture and once without (capture.h). */
+enum xdplb_capture_on {
+	CAP_ON_RECEIVED = 1,      /* take a frame's received copy before forwarding rewrites it */
+	CAP_ON_EXIT = 2,          /* emit at the exit (and decide the frames forwarding never saw) */
+};
+
+/* struct capture_conf.match: which fields of the filter a frame must equal (none: every frame) */
+enum xdplb_capture_match {
+	CAP_M_SERVICE = 1,        /* the service id */
+	CAP_M_CLIENT = 2,         /* the client's address (and family) */
+	CAP_M_PORT = 4,           /* the client's port */
+	CAP_M_PROTO = 8,          /* the L4 protocol */
+};
+
+/* struct capture_hdr.direction */
+enum xdplb_capture_dir {
+	CAP_DIR_RECEIVED = 0,     /* as it came in, with the verdict the balancer gave it */
+	CAP_DIR_SENT = 1,         /* as it went out (XDP_TX / XDP_REDIRECT): rewritten, encapsulated, or our ICMP */
+};
+
+/* capture_stats index: what the capture did, per CPU. */
+enum xdplb_capture_stat {
+	CAP_STAT_MATCHED = 0,     /* frames that matched the filter */
+	CAP_STAT_EMITTED,         /* records written to the ring (a forwarded frame writes two) */
+	CAP_STAT_OVER_RATE,       /* matched frames over the rate: no record */
+	CAP_STAT_LOST,            /* records the ring had no room for */
+	CAP_STAT_MAX,
+};
+
+/* capture_conf[0]: the capture running, written by Python; on = 0 (the rest ignored): none. */
+struct capture_conf {
+	__u32 on;                 /* enum xdplb_capture_on: both, or 0 */
+	__u32 match;              /* enum xdplb_capture_match */
+	__u32 service;            /* service id */
+	__u32 client[4];          /* client address, network byte order */
+	__be16 client_port;       /* network byte order */
+	__u8 proto;               /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;              /* enum xdplb_family of client */
+	__u32 snaplen;            /* bytes copied per frame, 1..XDPLB_CAPTURE_SNAP_MAX */
+	__u32 session;            /* copied into every record: Python drops a previous capture's */
+	__u64 interval;           /* the rate: nanoseconds per frame */
+	__u64 tolerance;          /* the burst: (burst - 1) * interval nanoseconds */
+};
+
+/* capture_bucket[0]: the rate's token bucket as GCRA, one for every CPU: the theoretical arrival
+ * time of the next frame (bpf_ktime_get_ns), moved by atomics. Python zeroes it at each start. */
+struct capture_bucket {
+	__u64 tat;
+};
+
+/* One record in capture_ring: this header, then caplen bytes of the frame. */
+struct capture_hdr {
+	__u64 timestamp;          /* bpf_ktime_get_ns (CLOCK_MONOTONIC) when the bytes were copied */
+	__u32 direction;          /* enum xdplb_capture_dir */
+	__u32 verdict;            /* XDP action (XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT) */
+	__u32 reason;             /* enum xdplb_counter: why it passed or dropped, how it was placed or sent */
+	__u32 ingress_ifindex;
+	__u32 egress_ifindex;     /* sent: the interface it left on; 0 for a received record */
+	__u32 length;             /* the frame's length */
+	__u32 caplen;             /* bytes of it that follow */
+	__u32 service;            /* service id, or ~0 */
+	__u32 backend;            /* backend id, or ~0 */
+	__u32 session;            /* capture_conf.session */
+};
+
+/* capture_scratch[0], per CPU: the record being built (the received bytes wait here for the verdict). */
+struct capture_rec {
+	__u32 state;              /* this frame: 0 undecided, else held or skipped (capture.h, enum cap_state) */
+	__u32 pad;
+	struct capture_hdr hdr;
+	__u8 data[XDPLB_CAPTURE_SNAP_MAX];
+};
+
 #endif

@@ -1,0 +1,134 @@
+"""What the API reads and writes beyond the models of xdplb/model.py (which it uses as they are)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from xdplb.diff import StateDiff
+from xdplb.manager import Change
+from xdplb.model import Count, Port, Service, Timeouts, Tunnel, Weight
+
+
+class ServiceView(Service):
+    """A service as the API shows it: with its id, the name the URLs use."""
+
+    @computed_field(description="tcp:VIP:PORT, udp:VIP:PORT or fwm:MARK")
+    @property
+    def id(self) -> str:
+        return super().id
+
+    @classmethod
+    def of(cls, service: Service) -> Self:
+        return cls.model_validate(service.model_dump())
+
+
+class BackendPatch(BaseModel):
+    """The fields of a backend to change; the others stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: Weight | None = None
+    port: Port | None = None
+    upper_threshold: Count | None = None
+    lower_threshold: Count | None = None
+    tunnel: Tunnel | None = None
+
+
+class ConfigDocument(BaseModel):
+    """The whole configuration: what `PUT /v1/config` replaces all-or-nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services: list[Service] = []
+    timeouts: Timeouts | None = Field(None, description="absent: the timeouts stay as they are")
+
+
+class ConfigView(BaseModel):
+    version: int
+    services: list[ServiceView]
+    timeouts: Timeouts
+
+
+class ChangeView(BaseModel):
+    """What a change did: the state's version after it, and the difference it made (or would make)."""
+
+    version: int
+    dry_run: bool
+    diff: StateDiff
+    written: dict[str, int] = Field({}, description="map entries written, by table")
+
+    @classmethod
+    def of(cls, change: Change) -> Self:
+        return cls(version=change.version, dry_run=change.dry_run, diff=change.diff, written=change.written)
+
+
+class Counters(BaseModel):
+    """ipvsadm --stats: totals since the service (or backend) was added."""
+
+    conns: int
+    in_pkts: int
+    out_pkts: int
+    in_bytes: int
+    out_bytes: int
+
+
+class Rates(BaseModel):
+    """ipvsadm --rate: per second, smoothed like IPVS's estimator (2 s samples)."""
+
+    cps: float
+    inpps: float
+    outpps: float
+    inbps: float
+    outbps: float
+
+
+class BackendStatsView(BaseModel):
+    address: str
+    port: int
+    weight: int
+    active: int = Field(description="ActiveConn: established connections")
+    inactive: int = Field(description="InActConn: half-open and closing ones")
+    stats: Counters
+    rates: Rates | None = None
+
+
+class ServiceStatsView(BaseModel):
+    id: str
+    scheduler: str
+    method: str
+    persistence: int | None = Field(None, description="persistence timeout, seconds")
+    stats: Counters
+    rates: Rates | None = None
+    backends: list[BackendStatsView]
+
+
+class ConnectionView(BaseModel):
+    """One row of ipvsadm -Lc."""
+
+    protocol: str
+    client: str
+    client_port: int
+    virtual: str
+    virtual_port: int
+    backend: str | None
+    state: str
+    idle_s: float
+
+
+class ConnectionPage(BaseModel):
+    total: int = Field(description="rows matching the filter")
+    offset: int
+    items: list[ConnectionView]
+
+
+class SimulationView(BaseModel):
+    verdict: str = Field(description="the XDP action: TX, REDIRECT, PASS, DROP")
+    reason: str = Field(description="why: the data plane's counter it would move")
+    service: str | None = Field(description="id of the service the frame matched")
+    backend: str | None
+    frame_in: str = Field(description="the frame simulated, hex")
+    frame_out: str = Field(description="the frame the balancer would send, hex")
+    summary_in: str
+    summary_out: str

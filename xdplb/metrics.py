@@ -1,0 +1,68 @@
+"""Prometheus metrics, read from the data plane at each scrape (a custom collector: nothing is
+copied between scrapes, so a scrape always sees the maps as they are)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from xdplb.manager import Manager
+
+_STATS = {"conns": "connections", "in_pkts": "in_packets", "out_pkts": "out_packets",
+          "in_bytes": "in_bytes", "out_bytes": "out_bytes"}
+
+
+class DatapathCollector(Collector):
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._global()
+        yield from self._services()
+
+    def _global(self) -> Iterator[Metric]:
+        m = self.manager
+        reasons = CounterMetricFamily("xdplb_packets", "Packets by the verdict or reason the balancer counted them",
+                                      labels=["reason"])
+        for name, value in m.dp.counters().items():
+            reasons.add_metric([name], value)
+        yield reasons
+        yield GaugeMetricFamily("xdplb_state_version", "Version of the desired state", value=m.version)
+        yield GaugeMetricFamily("xdplb_services", "Virtual services in the data plane", value=len(m.state.services))
+        yield GaugeMetricFamily("xdplb_refused_services", "Services the data plane refused at the last pass",
+                                value=len(m.applied.refused))
+        evicted = CounterMetricFamily("xdplb_table_evictions", "Entries the LRU tables evicted", labels=["table"])
+        for table, n in m.dp.evictions().items():
+            evicted.add_metric([table], n)
+        yield evicted
+
+    def _services(self) -> Iterator[Metric]:
+        svc = {k: CounterMetricFamily(f"xdplb_service_{v}", f"Service {v.replace('_', ' ')}", labels=["service"])
+               for k, v in _STATS.items()}
+        be = {k: CounterMetricFamily(f"xdplb_backend_{v}", f"Backend {v.replace('_', ' ')}",
+                                     labels=["service", "backend"]) for k, v in _STATS.items()}
+        weight = GaugeMetricFamily("xdplb_backend_weight", "Configured weight", labels=["service", "backend"])
+        active = GaugeMetricFamily("xdplb_backend_active_connections", "ActiveConn", labels=["service", "backend"])
+        inactive = GaugeMetricFamily("xdplb_backend_inactive_connections", "InActConn", labels=["service", "backend"])
+        for s in self.manager.stats():
+            sid = s.service.id
+            for k, value in s.stats.items():
+                svc[k].add_metric([sid], value)
+            for addr, b in s.backends.items():
+                labels = [sid, str(addr)]
+                for k, value in b.stats.items():
+                    be[k].add_metric(labels, value)
+                weight.add_metric(labels, b.backend.weight)
+                active.add_metric(labels, b.active)
+                inactive.add_metric(labels, b.inactive)
+        yield from svc.values()
+        yield from be.values()
+        yield from (weight, active, inactive)
+
+
+def registry(manager: Manager) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(DatapathCollector(manager))
+    return reg
