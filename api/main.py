@@ -7,7 +7,18 @@ from fastapi import FastAPI
 from xdplb import __version__, metrics
 from xdplb.api import errors
 from xdplb.api.context import ApiContext
-from xdplb.api.routers import backends, capture, config, connections, health, info, services, simulate, stats
+from xdplb.api.routers import (
+    backends,
+    capture,
+    config,
+    connections,
+    health,
+    health_checks,
+    info,
+    services,
+    simulate,
+    stats,
+)
 from xdplb.api.routers import metrics as metrics_router
 
 
@@ -18,7 +29,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.registry = metrics.registry(ctx.manager)
     errors.install(app)
-    for module in (services, backends, config, stats, connections, simulate, capture, info, metrics_router,
-                   health):
+    for module in (services, backends, config, stats, connections, simulate, capture, health_checks, info,
+                   metrics_router, health):
         app.include_router(module.router)
     return app

@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from xdplb.checks import HealthCheck
 from xdplb.diff import StateDiff
 from xdplb.manager import Change
 from xdplb.model import Count, Port, Service, Timeouts, Tunnel, Weight
@@ -25,7 +26,7 @@ class ServiceView(Service):
 
 
 class BackendPatch(BaseModel):
-    """The fields of a backend to change; the others stay."""
+    """The fields of a backend to change; the others stay (a tunnel or check given as null is removed)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,6 +35,9 @@ class BackendPatch(BaseModel):
     upper_threshold: Count | None = None
     lower_threshold: Count | None = None
     tunnel: Tunnel | None = None
+    inhibit_on_failure: bool | None = None
+    check: HealthCheck | None = Field(None, description="its own health check; null removes it (the service's "
+                                      "applies again)")
 
 
 class ConfigDocument(BaseModel):

@@ -10,7 +10,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # BCC and the tools the data plane uses; then what the lab runs: servers (nginx) and clients (curl, wrk).
 APT_PACKAGES=(python3-bpfcc python3-venv python3-pip iproute2 ethtool nftables tcpdump make
-	nginx-light curl wrk haproxy)
+	nginx-light curl wrk haproxy keepalived)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,9 +23,9 @@ apt_install() {
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   apt_install "${missing[@]}"
-  for svc in nginx haproxy; do
+  for svc in nginx haproxy keepalived; do
     if [[ " ${missing[*]} " == *" $svc"* ]] && command -v systemctl >/dev/null; then
-      say "disabling the system $svc service: the lab and the benchmarks run their own, in namespaces"
+      say "disabling the system $svc service: the lab, the tests and the benchmarks run their own, in namespaces"
       systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
   done

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.datapath
 
 
 def test_check_loads_with_given_sizes():
-    result = CliRunner().invoke(app, ["check", "--conn-max", "4096", "--ring-max", "4099", "--max-services", "4"],
+    result = CliRunner().invoke(app, ["preflight", "--conn-max", "4096", "--ring-max", "4099", "--max-services", "4"],
                                 env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "loaded and verified" in result.output and "BPF instructions" in result.output
@@ -26,7 +26,7 @@ def test_check_loads_with_given_sizes():
     (["--ring-max", "5"], "ring_max\n  Input should be greater than or equal to 7"),
 ])
 def test_check_refuses_bad_sizes_clearly(args, message):
-    result = CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["preflight", *args], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output

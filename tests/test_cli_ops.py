@@ -703,8 +703,11 @@ def test_import_of_a_real_sites_ipvsadm_dump_reaches_the_data_plane(cli, manager
 
 def test_import_of_a_real_sites_keepalived_conf_reaches_the_data_plane(cli, manager):
     r = cli.ok("import", "keepalived", str(DATA / "keepalived" / "keepalived-site.conf"))
-    for skipped in ("vrrp_instance", "TCP_CHECK", "HTTP_GET", "delay_loop"):
+    for skipped in ("global_defs", "vrrp_instance"):
         assert skipped in r.stderr
+    checks = {str(b.address): (b.check.type.value, b.check.interval, b.check.path)
+              for b in manager.service(("tcp", ipaddress.ip_address("10.100.0.110"), 80)).backends}
+    assert checks == {"10.100.1.11": ("tcp", 6.0, "/"), "10.100.1.12": ("http", 6.0, "/healthz")}
     web = ("wlc", "dr", (600, 24), [], {"10.100.1.11": 3, "10.100.1.12": 1})
     assert _site(manager) == {
         "tcp:10.100.0.100:80": web, "tcp:10.100.0.110:80": web, "tcp:10.100.0.111:80": web,  # the group's entries

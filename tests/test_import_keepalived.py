@@ -1,7 +1,8 @@
 """The keepalived importer: a site's keepalived.conf (VRRP, a virtual_server_group with ranges, DR and
-TUN services with health checks, includes) becomes exactly the services keepalived would run, what
-xdplb cannot take is listed with its file and line and why, and a configuration keepalived would
-refuse or misread is refused whole, with every bad line named."""
+TUN services with health checks, includes) becomes exactly the services keepalived would run, with
+their checks, sorry server and quorum; what xdplb cannot take is listed with its file and line and
+why, and a configuration keepalived would refuse or misread is refused whole, with every bad line
+named."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from xdplb.checks import HealthCheck, Quorum
 from xdplb.config import ServiceList
 from xdplb.imports import keepalived
 from xdplb.imports.keepalived_syntax import Block, parse_blocks, words
@@ -23,17 +25,29 @@ SITE = Path(__file__).parent / "data" / "imports" / "keepalived"
 
 
 def _web(vip: str) -> Service:
+    # delay_loop 6 is the interval and the warmup; retry 3 is fall 4; one success brings a server up
+    timing = {"interval": 6, "timeout": 3, "rise": 1, "warmup": 6}
     return Service(protocol="tcp", vip=vip, port=80, scheduler="wlc", method="dr",
                    persistence=Persistence(timeout=600, netmask=24),
-                   backends=(Backend(address="10.100.1.11", weight=3, upper_threshold=1000, lower_threshold=800),
-                             Backend(address="10.100.1.12")))
+                   backends=(Backend(address="10.100.1.11", weight=3, upper_threshold=1000, lower_threshold=800,
+                                     inhibit_on_failure=True,
+                                     check=HealthCheck(type="http", path="/healthz", status=["200"], fall=4,
+                                                       **timing)),
+                             Backend(address="10.100.1.12", check=HealthCheck(type="tcp", port=80, fall=2, **timing))),
+                   sorry_server=Backend(address="10.100.0.250"),
+                   quorum=Quorum(weight=2, hysteresis=1, on_up=["/usr/local/bin/notify.sh", "web", "up"]))
 
 
 EXPECTED = [
     *(_web(vip) for vip in ("10.100.0.100", "10.100.0.110", "10.100.0.111", "10.100.0.112")),
     Service(protocol="tcp", vip="10.100.0.101", port=443, scheduler="sh", sched_flags={"sh-port"}, method="tun",
             tunnel=Tunnel(encap="gue", gue_port=6080), persistence=Persistence(timeout=360),
-            backends=(Backend(address="10.100.1.13", weight=2), Backend(address="10.100.1.14"))),
+            backends=(Backend(address="10.100.1.13", weight=2, check=HealthCheck(
+                          type="https", path="/", digest="9b3a0c85a887a256d6939da88aabd8cd", verify_tls=False,
+                          interval=10, timeout=5, rise=1, fall=2, warmup=10)),
+                      Backend(address="10.100.1.14", check=HealthCheck(
+                          type="misc", command=["/usr/local/bin/check_tls.sh", "10.100.1.14"], interval=10,
+                          timeout=5, rise=1, fall=1, warmup=10)))),
     Service(protocol="udp", vip="10.100.0.100", port=53, scheduler="rr", method="tun",
             backends=(Backend(address="10.100.1.11"), Backend(address="10.100.1.12"))),
     Service(protocol="udp", vip="fd00:100::100", port=53, scheduler="mh", sched_flags={"mh-port"}, method="dr",
@@ -48,23 +62,13 @@ EXPECTED_SKIPPED = [
     ("keepalived.conf", 15, "vrrp_sync_group not translated: VRRP is imported with issue 9"),
     ("keepalived.conf", 21, "vrrp_instance not translated: VRRP is imported with issue 9"),
     ("keepalived.conf", 41, "fwmark 80 of group WEB_VIPS not translated: a firewall-mark service"),
-    ("keepalived.conf", 45, "delay_loop not translated: health checks are imported with issue 8"),
-    ("keepalived.conf", 51, "alpha not translated"),
-    ("keepalived.conf", 52, "quorum not translated"),
-    ("keepalived.conf", 53, "hysteresis not translated"),
-    ("keepalived.conf", 54, "quorum_up not translated"),
-    ("keepalived.conf", 55, "sorry_server not translated: sorry servers come with the health checks (issue 8)"),
-    ("keepalived.conf", 61, "inhibit_on_failure not translated"),
-    ("keepalived.conf", 62, "HTTP_GET not translated: health checks are imported with issue 8"),
-    ("keepalived.conf", 74, "TCP_CHECK not translated: health checks are imported with issue 8"),
-    ("keepalived.conf", 83, "delay_loop not translated"),
-    ("keepalived.conf", 92, "SSL_GET not translated: health checks are imported with issue 8"),
-    ("keepalived.conf", 101, "MISC_CHECK not translated: health checks are imported with issue 8"),
+    ("keepalived.conf", 51, "alpha not translated: xdplb starts a backend up"),
+    ("keepalived.conf", 69, "delay_before_retry not translated: xdplb checks again at the interval"),
     ("conf.d/dns.conf", 6, "ops not translated: one-packet scheduling"),
-    ("conf.d/dns.conf", 9, "DNS_CHECK not translated"),
+    ("conf.d/dns.conf", 9, "DNS_CHECK not translated: xdplb has no DNS check"),
     ("conf.d/legacy.conf", 2, "virtual_server 10.100.0.102 25 not imported: an LVS scheduler xdplb does not have "
                               "(lblc)"),
-    ("conf.d/legacy.conf", 18, "SMTP_CHECK not translated"),
+    ("conf.d/legacy.conf", 18, "SMTP_CHECK not translated: xdplb has no SMTP check"),
     ("conf.d/legacy.conf", 24, "virtual_server fwmark 7 not imported: a firewall-mark service"),
 ]
 
@@ -102,7 +106,7 @@ def test_without_a_directory_includes_are_skipped_with_a_line():
                                     "to read it from was given; import its files too")
 
 
-def test_health_checks_stay_in_the_tree_for_their_issue():
+def test_checkers_are_read_from_the_tree_with_their_lines():
     tree = parse_blocks((SITE / "keepalived.conf").read_text(), base_dir=SITE)
     group = next(b for b in tree if b.keyword == "virtual_server" and b.args == ["group", "WEB_VIPS"])
     real = next(b for b in group.children if b.keyword == "real_server" and b.args == ["10.100.1.11", "80"])
@@ -455,3 +459,254 @@ def test_every_error_is_reported():
         keepalived.parse(text, source="/etc/keepalived/keepalived.conf")
     assert [m.split(": ")[0] for m in error.value.messages] == [
         f"/etc/keepalived/keepalived.conf line {n}" for n in (2, 4, 6)]
+
+
+# ---- health checks, sorry servers, quorum (issue 8) ------------------------------------------------
+
+CHECKS = "keepalived-checks.conf"
+
+
+def _checks() -> Imported:
+    return keepalived.parse((SITE / CHECKS).read_text(), source=CHECKS)
+
+
+def _web_checks() -> Service:
+    web = {"interval": 5, "timeout": 2, "rise": 1}  # the virtual server's delay_loop 5, connect_timeout 2
+    return Service(
+        protocol="tcp", vip="10.100.0.100", port=80, scheduler="wlc", method="dr",
+        backends=(
+            Backend(address="10.100.1.11", weight=2, inhibit_on_failure=True, check=HealthCheck(
+                type="http", path="/healthz", status=["200-299", "301"], body_regex="(?i)ok|ready",
+                host="www.example.net", port=8080, source="10.100.1.2", fall=3, warmup=2.5,
+                notify=["/usr/local/sbin/rs-notify.sh", "web"], **web)),
+            Backend(address="10.100.1.12", weight=2, check=HealthCheck(
+                type="http", path="/healthz", digest="9b3a0c85a887a256d6939da88aabd8cd", host="health.example.net",
+                address="10.100.1.112", interval=3, timeout=2, rise=1, fall=5, warmup=3)),
+            Backend(address="10.100.1.13", inhibit_on_failure=True, check=HealthCheck(
+                type="tcp", interval=5, timeout=1.5, rise=1, fall=1, warmup=5)),
+        ),
+        sorry_server=Backend(address="10.100.0.250"),
+        quorum=Quorum(weight=3, hysteresis=1, on_up=["/usr/local/sbin/quorum.sh", "web", "up"],
+                      on_down=["/usr/local/sbin/quorum.sh", "web", "down"]))
+
+
+EXPECTED_CHECKS = [
+    _web_checks(),
+    # the same SSL_GET in every real server: the service's check
+    Service(protocol="tcp", vip="10.100.0.100", port=443, scheduler="rr", method="dr",
+            backends=(Backend(address="10.100.1.11"), Backend(address="10.100.1.12")),
+            check=HealthCheck(type="https", path="/status", status=["200"], verify_tls=False, interval=10, timeout=4,
+                              rise=1, fall=2, warmup=10)),
+    Service(protocol="udp", vip="10.100.0.100", port=4000, scheduler="rr", method="dr", backends=(
+        Backend(address="10.100.1.11", check=HealthCheck(
+            type="udp", payload="PING\n", expect="^PONG[0123456789:;<=>\\?]", interval=2, timeout=5, rise=1, fall=2,
+            warmup=2)),
+        Backend(address="10.100.1.12", check=HealthCheck(
+            type="udp", expect="(?s).*", interval=2, timeout=4, rise=1, fall=2, warmup=2)),
+        Backend(address="10.100.1.13"))),
+    Service(protocol="tcp", vip="10.100.0.101", port=9000, scheduler="wrr", method="tun", quorum=Quorum(weight=45),
+            backends=(
+                Backend(address="10.100.1.21", weight=20, check=HealthCheck(
+                    type="misc", command=["/usr/local/libexec/load-check", "--host", "10.100.1.21", "--max",
+                                          "load average"], dynamic=True, interval=15, timeout=8, rise=1, fall=1,
+                    warmup=15)),
+                Backend(address="10.100.1.22", weight=20),
+                Backend(address="10.100.1.23", weight=5, check=HealthCheck(
+                    type="misc", command=["/usr/local/libexec/ping-batch"], interval=15, timeout=15, rise=1, fall=3,
+                    warmup=15)))),
+]
+
+EXPECTED_CHECKS_SKIPPED = [
+    (CHECKS, 2, "global_defs not translated"),
+    (CHECKS, 8, "SSL not translated: xdplb's https checks send no client certificate"),
+    (CHECKS, 23, "sorry_server_inhibit not translated"),
+    (CHECKS, 27, "user keepalived_script of quorum_down not translated: xdplb runs hooks as itself"),
+    (CHECKS, 40, "url not translated: xdplb checks one URL, the first"),
+    (CHECKS, 43, "http_protocol not translated"),
+    (CHECKS, 61, "delay_before_retry not translated: xdplb checks again at the interval after a failure"),
+    (CHECKS, 63, f"TCP_CHECK not translated: xdplb runs one check per backend: the HTTP_GET at {CHECKS} line 53 "
+                 "is the one translated"),
+    (CHECKS, 67, "notify_down not translated: xdplb has one hook for both transitions"),
+    (CHECKS, 71, "log_all_failures not translated"),
+    (CHECKS, 88, "enable_sni not translated"),
+    (CHECKS, 98, "enable_sni not translated"),
+    (CHECKS, 113, "require_reply: an answer shorter than its bytes is down for xdplb"),
+    (CHECKS, 114, "min_reply_length not translated"),
+    (CHECKS, 118, "PING_CHECK not translated: xdplb has no ICMP echo check"),
+    (CHECKS, 120, "UDP_CHECK without a payload: keepalived sends random bytes, xdplb an empty datagram"),
+    (CHECKS, 126, "UDP_CHECK not translated: require_reply has bytes past ASCII"),
+    (CHECKS, 140, "quorum 50 is above the real servers' total weight 45: keepalived lowers it to 45"),
+    (CHECKS, 147, "user not translated: xdplb runs checks as itself"),
+    (CHECKS, 152, "MISC_CHECK not translated: misc_path '/usr/bin/curl -s http://10.100.1.22:9000/ | grep -q ok': "
+                  "it uses the shell's |, and xdplb runs checks without a shell"),
+]
+
+
+def test_checks_become_exactly_these_health_checks():
+    imported = _checks()
+    assert imported.services == EXPECTED_CHECKS
+    assert TypeAdapter(ServiceList).validate_python(imported.services) == EXPECTED_CHECKS
+
+
+def test_checks_list_what_is_not_translated_with_file_and_line():
+    _says(_checks().skipped, EXPECTED_CHECKS_SKIPPED)
+
+
+def _rs(body: str, real: str = "real_server 10.0.1.1 80", head: str = "10.0.0.1 80", vs: str = "") -> str:
+    """A DR TCP virtual server with one real server holding `body`."""
+    return _vs(f"protocol TCP\nlb_kind DR\n{vs}{real} {{\n{textwrap.dedent(body)}}}\n", head)
+
+
+def _one_check(text: str) -> tuple[HealthCheck | None, list[str]]:
+    imported = keepalived.parse(text)
+    [service] = imported.services
+    return service.check or service.backends[0].check, imported.skipped
+
+
+def test_defaults_are_keepalived_s_delay_loop_connect_timeout_and_retry():
+    check, skipped = _one_check(_rs("TCP_CHECK {\n}\n"))
+    assert check == HealthCheck(type="tcp", interval=60, timeout=5, rise=1, fall=2, warmup=60)
+    assert skipped == []
+    check, _ = _one_check(_rs('MISC_CHECK {\nmisc_path "/bin/true"\n}\n', vs="delay_loop 4\n"))
+    assert check == HealthCheck(type="misc", command=["/bin/true"], interval=4, timeout=4, rise=1, fall=1, warmup=4)
+
+
+def test_timing_comes_from_the_checker_then_the_real_server_then_the_virtual_server():
+    check, _ = _one_check(_rs("delay_loop 7\nconnect_timeout 3\nTCP_CHECK {\nconnect_timeout 0.5\n}\n",
+                              vs="delay_loop 9\nretry 4\nwarmup 0\nconnect_timeout 8\n"))
+    assert (check.interval, check.timeout, check.fall, check.warmup) == (7, 0.5, 5, 0)
+
+
+@pytest.mark.parametrize(("path", "argv"), [
+    ("/usr/lib/check a b", ["/usr/lib/check", "a", "b"]),
+    ("/usr/lib/check 'a b' c", ["/usr/lib/check", "a b", "c"]),
+    ("/usr/lib/check 'x|y' 'a;b' '>'", ["/usr/lib/check", "x|y", "a;b", ">"]),  # quoted: plain arguments
+])
+def test_misc_path_splits_like_a_shell_without_one(path, argv):
+    check, _ = _one_check(_rs(f'MISC_CHECK {{\nmisc_path "{path}"\n}}\n'))
+    assert check.command == argv
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("/bin/check | grep ok", "the shell's |"),
+    ("/bin/check; /bin/other", "the shell's ;"),
+    ("/bin/check && /bin/other", "the shell's &&"),
+    ("/bin/check >/dev/null 2>&1", "the shell's > >&"),
+    ("/bin/check `hostname`", "a backquote"),
+    ("(/bin/check)", "the shell's ( )"),
+])
+def test_misc_path_needing_a_shell_is_left_out(path, why):
+    check, skipped = _one_check(_rs(f'MISC_CHECK {{\nmisc_path "{path}"\n}}\n'))
+    assert check is None
+    assert skipped[0].startswith("keepalived.conf line 5: MISC_CHECK not translated: ") and why in skipped[0]
+
+
+@pytest.mark.parametrize(("hooks", "notify", "said"), [
+    (('notify_up "/bin/n web"', 'notify_down "/bin/n web"'), ["/bin/n", "web"], []),
+    (('notify_up "/bin/n web up"', 'notify_down "/bin/n web down"'), None,
+     ["notify_up and notify_down run different commands"] * 2),
+    (('notify_down "/bin/n"',), None, ["xdplb has one hook for both transitions"]),
+    (('notify_up "/bin/n | logger"', 'notify_down "/bin/n | logger"'), None,
+     ["it uses the shell's |, and xdplb runs hooks without a shell"] * 2),
+])
+def test_notify_up_and_down_make_one_hook_only_when_they_are_one_command(hooks, notify, said):
+    check, skipped = _one_check(_rs("\n".join(hooks) + "\nTCP_CHECK {\n}\n"))
+    assert check.notify == notify
+    assert len(skipped) == len(said) and all(s in m for s, m in zip(said, skipped, strict=True)), skipped
+
+
+def test_a_hook_without_a_check_is_left_out():
+    imported = keepalived.parse(_rs('notify_up "/bin/n"\nnotify_down "/bin/n"\nDNS_CHECK {\n}\n'))
+    _says(imported.skipped, [("keepalived.conf", 5, "notify_up not translated: the real server has no check"),
+                             ("keepalived.conf", 6, "notify_down not translated: the real server has no check"),
+                             ("keepalived.conf", 7, "DNS_CHECK not translated: xdplb has no DNS check")])
+    assert imported.services[0].backends[0].check is None
+
+
+def test_urls_without_a_path_are_passed_over_and_a_checker_without_one_is_dropped():
+    check, skipped = _one_check(_rs("HTTP_GET {\nurl {\nstatus_code 200\n}\nurl {\npath /b\n}\nurl {\npath /c\n}\n}\n"))
+    assert (check.path, check.status) == ("/b", ["200-299"])
+    _says(skipped, [("keepalived.conf", 6, "url not translated: it has no path"),
+                    ("keepalived.conf", 12, "url not translated: xdplb checks one URL, the first")])
+    check, skipped = _one_check(_rs("SSL_GET {\nconnect_timeout 2\n}\n"))
+    assert check is None and "SSL_GET not translated: it has no url with a path" in skipped[0]
+
+
+@pytest.mark.parametrize(("text", "data"), [
+    ("Ab12f 3 456 546443123", [0xAB, 0x12, 0x0F, 0x03, 0x45, 0x06, 0x54, 0x64, 0x43, 0x12, 0x03]),  # keepalived's
+    ("50494e470a", [0x50, 0x49, 0x4E, 0x47, 0x0A]),
+])
+def test_hex_strings_read_as_keepalived_reads_them(text, data):
+    from xdplb.imports.keepalived_checks import hex_bytes
+
+    assert [value for value, _ in hex_bytes(text, "payload", wildcards=False)] == data
+
+
+def test_sorry_server_with_the_services_method_or_left_out():
+    head = "protocol TCP\nlb_kind NAT\nreal_server 10.0.1.1 8080\n"
+    [nat] = keepalived.parse(_vs(head + "sorry_server 10.0.2.1 8081\n")).services
+    assert nat.sorry_server == Backend(address="10.0.2.1", port=8081)
+    for line, why in (("sorry_server 10.0.2.1 80\nsorry_server_lvs_method DR\n", "its method DR is not its real "
+                                                                                   "servers' NAT"),
+                      ("sorry_server fd00::1 80\n", "IPv6 behind an IPv4 VIP without a tunnel"),
+                      ("sorry_server 10.0.1.1 80\n", "it is also a real server")):
+        imported = keepalived.parse(_vs(head + line))
+        assert imported.services[0].sorry_server is None
+        assert any(f"sorry_server {line.split()[1]} not translated for 10.0.0.1: {why}" in m
+                   for m in imported.skipped), imported.skipped
+    [dr] = keepalived.parse(_rs("", vs="sorry_server 10.0.2.1 8080\n")).services
+    assert dr.sorry_server == Backend(address="10.0.2.1")
+
+
+def test_hysteresis_not_below_the_quorum_is_lowered_as_keepalived_does():
+    imported = keepalived.parse(_rs("weight 5\n", vs="quorum 3\nhysteresis 3\n"))
+    assert imported.services[0].quorum == Quorum(weight=3, hysteresis=2)
+    _says(imported.skipped, [("keepalived.conf", 5, "hysteresis 3 is not below the quorum 3: keepalived lowers it "
+                                                    "to 2")])
+
+
+def test_inhibit_on_failure_of_the_virtual_server_is_its_real_servers_default():
+    text = _vs("protocol TCP\nlb_kind DR\ninhibit_on_failure\nreal_server 10.0.1.1 80\n"
+               "real_server 10.0.1.2 80 {\ninhibit_on_failure off\n}\n")
+    [svc] = keepalived.parse(text).services
+    assert [b.inhibit_on_failure for b in svc.backends] == [True, False]
+
+
+# (description, real server body, the error's line and words)
+CHECK_ERRORS = [
+    ("status code out of range", "HTTP_GET {\nurl {\npath /\nstatus_code 200 600\n}\n}\n",
+     "line 8: status_code 600 is out of range (100-599)"),
+    ("status range backwards", "HTTP_GET {\nurl {\npath /\nstatus_code 299-200\n}\n}\n",
+     "line 8: status_code 299-200: the range ends before it starts"),
+    ("status code not a number", "HTTP_GET {\nurl {\npath /\nstatus_code ok\n}\n}\n",
+     "line 8: status_code 'ok' is not a number"),
+    ("digest", "HTTP_GET {\nurl {\npath /\ndigest 12345\n}\n}\n", "line 8: digest '12345' is not an MD5 digest"),
+    ("path", "HTTP_GET {\nurl {\npath index.html\n}\n}\n", "line 5: HTTP_GET: path: String should match pattern"),
+    ("connect_port", "TCP_CHECK {\nconnect_port 0\n}\n", "line 6: connect_port 0 is out of range (1-65535)"),
+    ("connect_ip", "TCP_CHECK {\nconnect_ip rs1\n}\n", "line 6: connect_ip 'rs1' is not an IP address"),
+    ("bindto", "TCP_CHECK {\nbindto 10.0.0.300\n}\n", "line 6: bindto '10.0.0.300' is not an IP address"),
+    ("timer", "TCP_CHECK {\nconnect_timeout 3s\n}\n", "line 6: connect_timeout '3s' is not a number of seconds"),
+    ("zero timeout", "TCP_CHECK {\nconnect_timeout 0\n}\n", "line 6: connect_timeout 0: a check needs time"),
+    ("retry", "retry 100\nTCP_CHECK {\n}\n", "line 5: retry 100 is out of range (0-99)"),
+    ("delay_loop too long", "delay_loop 7200\nTCP_CHECK {\n}\n",
+     "line 6: TCP_CHECK: interval: Input should be less than or equal to 3600"),
+    ("misc_timeout", 'MISC_CHECK {\nmisc_path /bin/true\nmisc_timeout 900\n}\n',
+     "line 7: misc_timeout 900 is out of range (0-600)"),
+    ("unclosed quote", "MISC_CHECK {\nmisc_path \"/bin/check 'a b\"\n}\n",
+     "line 6: misc_path \"/bin/check 'a b\": No closing quotation"),
+    ("payload", "UDP_CHECK {\npayload 41zz\n}\n", "line 6: payload '41zz': 'z' is not a hex digit"),
+    ("inhibit", "inhibit_on_failure maybe\n", "line 5: inhibit_on_failure 'maybe': not one of"),
+    ("notify quote", "notify_up \"/bin/n 'x\"\nnotify_down /bin/n\nTCP_CHECK {\n}\n",
+     "line 5: notify_up \"/bin/n 'x\": No closing quotation"),
+    ("empty hook", "", "line 4: quorum_up is empty"),
+    ("quorum 0", "", "line 4: quorum 0 is out of range"),
+]
+
+
+@pytest.mark.parametrize(("body", "fragment"), [e[1:] for e in CHECK_ERRORS], ids=[e[0] for e in CHECK_ERRORS])
+def test_a_check_keepalived_would_refuse_is_an_error(body, fragment):
+    vs = {"quorum 0": "quorum 0\n", "quorum_up": 'quorum_up ""\n'}
+    text = _rs(body, vs=next((line for word, line in vs.items() if word in fragment), ""))
+    with pytest.raises(ImportFormatError) as error:
+        keepalived.parse(text)
+    assert any(f"keepalived.conf {fragment}" in m for m in error.value.messages), error.value.messages

@@ -14,7 +14,7 @@ console = Console(emoji=False)
 
 
 @app.command()
-def check(
+def preflight(
     conn_max: int = typer.Option(1 << 20, help="connection table entries"),
     ring_max: int = typer.Option(65537, help="largest Maglev table of a service (prime)"),
     max_services: int = typer.Option(64, help="virtual services"),

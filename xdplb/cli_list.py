@@ -1,4 +1,5 @@
-"""`xdplb list` (ipvsadm -Ln, --stats, --rate, -Lnc) and `xdplb simulate`: reads, nothing changes."""
+"""`xdplb list` (ipvsadm -Ln, --stats, --rate, -Lnc, with what the health checks found) and `xdplb
+simulate`: reads, nothing changes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from xdplb.cli_health import health_by_backend
 from xdplb.cli_ops import Ops, OptionalService, err, operator, ops_app, out, split_service
 from xdplb.client import service_path
 from xdplb.ipvsadm_view import View, connections, listing, version_line
@@ -28,9 +30,11 @@ def list_services(
     state: Annotated[str | None, typer.Option(help="-c: only this state (ESTABLISHED, SYN_RECV, CLOSING)",
                                               show_default=False)] = None,
 ) -> None:
-    """The virtual services as ipvsadm -Ln prints them (--stats, --rate; -c the connections).
+    """The virtual services as ipvsadm -Ln prints them (--stats, --rate; -c the connections); a backend
+    its check found down ends its line with DOWN (reason).
 
-    -o json: {"services": GET /v1/services, "stats": GET /v1/stats}, or with -c the connection page."""
+    -o json: {"services": GET /v1/services, "stats": GET /v1/stats, "health": GET /v1/health}, or with -c
+    the connection page."""
     sid = split_service(service)[0] if service else None
     if stats and rate:
         raise typer.BadParameter("--stats or --rate, not both")
@@ -39,14 +43,15 @@ def list_services(
         return
     services = [ops.api.get(service_path(sid)).data] if sid else ops.api.get("/v1/services").data
     counters = ops.api.get("/v1/stats", service=sid).data
+    health = health_by_backend(ops, sid)
     if ops.json:
-        ops.print_json({"services": services, "stats": counters})
+        ops.print_json({"services": services, "stats": counters, "health": health})
         return
     if rate and any(row.get("rates") is None for row in counters):
         err.print("no rates: this director runs no rate estimator (shown as 0)", style="yellow")
     view = View.STATS if stats else View.RATE if rate else View.PLAIN
     header = None if sid else version_line(*_version_and_size(ops))
-    out.out(listing(services, counters, view, exact, header), end="")
+    out.out(listing(services, counters, view, exact, header, health), end="")
 
 
 def _version_and_size(ops: Ops) -> tuple[str, int | None]:

@@ -2,7 +2,7 @@
 they share: the connection options, the errors, the arguments, how a change is reported. The
 commands: xdplb/cli_services.py (`service`, `backend`: ipvsadm -A/-E/-D, -a/-e/-d), xdplb/cli_list.py
 (`list`: ipvsadm -Ln, --stats, --rate, -Lnc; `simulate`), xdplb/cli_apply.py (`apply`, `config get`,
-`import`, `capture`).
+`import`, `capture`), xdplb/cli_health.py (`check set|clear`, `health`).
 
 Every command takes the connection options (--url, --token, --token-file, --cli-config, -v) and
 `-o json`, which prints the API's JSON and nothing else. The API's refusals print its lines in red
@@ -253,6 +253,6 @@ def diff_lines(diff: dict[str, Any]) -> list[Text]:
 
 def register(app: typer.Typer) -> None:
     """Adds the operator commands to the xdplb command."""
-    from xdplb import cli_apply, cli_list, cli_services  # noqa: F401  (their commands join ops_app)
+    from xdplb import cli_apply, cli_health, cli_list, cli_services  # noqa: F401  (their commands join ops_app)
 
     app.add_typer(ops_app)

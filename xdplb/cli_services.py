@@ -1,6 +1,11 @@
 """`xdplb service` and `xdplb backend`: one virtual service or backend at a time, as ipvsadm -A/-E/-D
 and -a/-e/-d do. An edit of a service reads it, changes the fields given and writes it back only if
-nobody changed the configuration in between (If-Match)."""
+nobody changed the configuration in between (If-Match); so does a backend edit that changes what the
+API's backend PATCH does not take (inhibit-on-failure).
+
+What a service does with its health checks' verdicts: --on-down remove|keep, --sorry-server,
+--quorum/--hysteresis; a backend's --inhibit-on-failure. The checks themselves: `xdplb check`
+(xdplb/cli_health.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from xdplb.checks import OnDown
 from xdplb.cli_ops import (
     Ops,
     ServiceWords,
@@ -19,7 +25,7 @@ from xdplb.cli_ops import (
     split_backend,
     split_service,
 )
-from xdplb.client import service_path
+from xdplb.client import ApiError, service_path
 from xdplb.model import Encap, Method, SchedFlag, Scheduler, parse_key
 
 service_app = typer.Typer(help="Virtual services (ipvsadm -A, -E, -D)", no_args_is_help=True)
@@ -50,6 +56,19 @@ ExpireNodest = Annotated[bool | None, typer.Option(
 Endpoints = Annotated[list[str] | None, typer.Option(
     "--endpoint", help="fwm services: a PROTO:VIP:PORT it listens on (repeat; the first is its own)",
     show_default=False)]
+_HEALTH = "What health checks do"
+OnDownOpt = Annotated[OnDown | None, typer.Option(
+    "--on-down", help="a backend found down leaves the tables (remove) or stays at weight 0, its connections "
+    "going on (keep); default remove", case_sensitive=False, show_default=False, rich_help_panel=_HEALTH)]
+SorryOpt = Annotated[str | None, typer.Option(
+    "--sorry-server", metavar="ADDR[:PORT]", help="takes the traffic while the live backends' weight is below the "
+    "quorum", show_default=False, rich_help_panel=_HEALTH)]
+QuorumOpt = Annotated[int | None, typer.Option(
+    "--quorum", help="total weight of live backends the service needs (default 1)", show_default=False,
+    rich_help_panel=_HEALTH)]
+HysteresisOpt = Annotated[int | None, typer.Option(
+    "--hysteresis", help="weight the quorum may lack once reached (default 0)", show_default=False,
+    rich_help_panel=_HEALTH)]
 
 
 def _flags(text: str) -> list[str]:
@@ -79,7 +98,8 @@ def _endpoints(texts: list[str]) -> list[dict[str, Any]]:
 def service_add(ops: Ops, service: ServiceWords, scheduler: Sched = None, method: MethodOpt = None,
                 persistent: Persistent = None, netmask: Netmask = None, sched_flags: Flags = None,
                 tunnel: TunnelOpt = None, gue_port: GuePort = None, ring_size: RingSize = None,
-                expire_nodest: ExpireNodest = None, endpoint: Endpoints = None) -> None:
+                expire_nodest: ExpireNodest = None, endpoint: Endpoints = None, on_down: OnDownOpt = None,
+                sorry_server: SorryOpt = None, quorum: QuorumOpt = None, hysteresis: HysteresisOpt = None) -> None:
     """Add a virtual service (ipvsadm -A).
 
     xdplb service add tcp 10.100.0.100:80 -s wlc -p 300; fwm services: fwm 7 --endpoint tcp:VIP:80 ..."""
@@ -97,6 +117,7 @@ def service_add(ops: Ops, service: ServiceWords, scheduler: Sched = None, method
         body = {"protocol": str(key[0]), "vip": str(key[1]), "port": key[2], "endpoints": _endpoints(endpoint or [])}
     _apply_options(body, scheduler=scheduler, method=method, ring_size=ring_size, expire_nodest=expire_nodest,
                    sched_flags=sched_flags, persistent=persistent, netmask=netmask, tunnel=tunnel, gue_port=gue_port)
+    _health_options(body, on_down, sorry_server, quorum, hysteresis)
     report_change(ops, ops.api.call("POST", "/v1/services", body=body), f"service {sid} added")
 
 
@@ -105,21 +126,47 @@ def service_edit(ops: Ops, service: ServiceWords, scheduler: Sched = None, metho
                  persistent: Persistent = None, netmask: Netmask = None,
                  no_persistent: Annotated[bool, typer.Option("--no-persistent", help="end persistence")] = False,
                  sched_flags: Flags = None, tunnel: TunnelOpt = None, gue_port: GuePort = None,
-                 ring_size: RingSize = None, expire_nodest: ExpireNodest = None) -> None:
+                 ring_size: RingSize = None, expire_nodest: ExpireNodest = None, on_down: OnDownOpt = None,
+                 sorry_server: SorryOpt = None,
+                 no_sorry_server: Annotated[bool, typer.Option("--no-sorry-server", help="remove the sorry server",
+                                                               rich_help_panel=_HEALTH)] = False,
+                 quorum: QuorumOpt = None, hysteresis: HysteresisOpt = None) -> None:
     """Change a virtual service's fields given; the others and its backends stay (ipvsadm -E).
 
     Refused when someone else changed the configuration in between: xdplb service edit tcp 10.100.0.100:80 -s rr"""
     sid, _ = split_service(service)
-    current = ops.api.get(service_path(sid))
-    body = {k: v for k, v in current.data.items() if k != "id"}
+    if no_persistent and (persistent is not None or netmask is not None):
+        raise typer.BadParameter("--no-persistent, or --persistent and --netmask: not both")
+    if no_sorry_server and sorry_server is not None:
+        raise typer.BadParameter("--no-sorry-server, or --sorry-server: not both")
+    body, version = read_service(ops, sid)
     if no_persistent:
-        if persistent is not None or netmask is not None:
-            raise typer.BadParameter("--no-persistent, or --persistent and --netmask: not both")
         body["persistence"] = None
+    if no_sorry_server:
+        body["sorry_server"] = None
     _apply_options(body, scheduler=scheduler, method=method, ring_size=ring_size, expire_nodest=expire_nodest,
                    sched_flags=sched_flags, persistent=persistent, netmask=netmask, tunnel=tunnel, gue_port=gue_port)
-    reply = ops.api.call("PUT", service_path(sid), body=body, if_match=current.version)
-    report_change(ops, reply, f"service {sid} changed")
+    _health_options(body, on_down, sorry_server, quorum, hysteresis)
+    write_service(ops, sid, body, version, f"service {sid} changed")
+
+
+def read_service(ops: Ops, sid: str) -> tuple[dict[str, Any], int | None]:
+    """A service as PUT takes it back, and the configuration's version it was read at."""
+    current = ops.api.get(service_path(sid))
+    return {k: v for k, v in current.data.items() if k != "id"}, current.version
+
+
+def write_service(ops: Ops, sid: str, body: dict[str, Any], version: int | None, what: str) -> None:
+    """Writes a service read with read_service back, refused if the configuration changed since."""
+    report_change(ops, ops.api.call("PUT", service_path(sid), body=body, if_match=version), what)
+
+
+def backend_of(body: dict[str, Any], sid: str, address: str) -> dict[str, Any]:
+    """The backend `address` of a service's body, to change in place."""
+    for backend in body["backends"]:
+        if backend["address"] == address:
+            return backend
+    raise ApiError(404, [f"service {sid} has no backend {address}"])
 
 
 def _apply_options(body: dict[str, Any], *, scheduler: Scheduler | None, method: Method | None,
@@ -134,6 +181,19 @@ def _apply_options(body: dict[str, Any], *, scheduler: Scheduler | None, method:
         body["persistence"] = _persistence(body.get("persistence"), persistent, netmask)
     if tunnel is not None or gue_port is not None:
         body["tunnel"] = _tunnel(body.get("tunnel"), tunnel, gue_port)
+
+
+def _health_options(body: dict[str, Any], on_down: OnDown | None, sorry_server: str | None, quorum: int | None,
+                    hysteresis: int | None) -> None:
+    """Sets what the service does with its checks' verdicts; the quorum's other fields stay."""
+    if on_down is not None:
+        body["on_down"] = str(on_down)
+    if sorry_server is not None:
+        address, port = split_backend(sorry_server)
+        body["sorry_server"] = {"address": address, **({"port": port} if port is not None else {})}
+    given = {"weight": quorum, "hysteresis": hysteresis}
+    if any(v is not None for v in given.values()):
+        body["quorum"] = {**(body.get("quorum") or {}), **{k: v for k, v in given.items() if v is not None}}
 
 
 def _persistence(current: dict[str, Any] | None, timeout: int | None, netmask: str | None) -> dict[str, Any]:
@@ -173,6 +233,9 @@ Upper = Annotated[int | None, typer.Option("--u-threshold", "-x", help="no new c
                                            show_default=False)]
 Lower = Annotated[int | None, typer.Option("--l-threshold", "-y", help="new connections again below this",
                                            show_default=False)]
+Inhibit = Annotated[bool | None, typer.Option(
+    "--inhibit-on-failure/--no-inhibit-on-failure", help="when its check finds it down: weight 0, established "
+    "connections going on (else out of the tables, as the service's --on-down says)", show_default=False)]
 
 
 def _backend_fields(weight: int | None, port: int | None, upper: int | None, lower: int | None,
@@ -191,27 +254,34 @@ def _target(words: list[str]) -> tuple[str, str, int | None]:
 
 @operator(backend_app, "add")
 def backend_add(ops: Ops, words: BackendWords, weight: WeightOpt = None, port: PortOpt = None,
-                upper: Upper = None, lower: Lower = None, tunnel: TunnelOpt = None, gue_port: GuePort = None) -> None:
+                upper: Upper = None, lower: Lower = None, tunnel: TunnelOpt = None, gue_port: GuePort = None,
+                inhibit_on_failure: Inhibit = None) -> None:
     """Add a backend to a service (ipvsadm -a).
 
     xdplb backend add tcp 10.100.0.100:80 10.100.1.11 -w 3"""
     sid, address, addr_port = _target(words)
     body = {"address": address, **_backend_fields(weight, port if port is not None else addr_port, upper, lower,
                                                   tunnel, gue_port)}
+    if inhibit_on_failure is not None:
+        body["inhibit_on_failure"] = inhibit_on_failure
     reply = ops.api.call("POST", service_path(sid, "backends"), body=body)
     report_change(ops, reply, f"backend {address} of {sid} added")
 
 
 @operator(backend_app, "edit")
 def backend_edit(ops: Ops, words: BackendWords, weight: WeightOpt = None, port: PortOpt = None,
-                 upper: Upper = None, lower: Lower = None, tunnel: TunnelOpt = None, gue_port: GuePort = None) -> None:
+                 upper: Upper = None, lower: Lower = None, tunnel: TunnelOpt = None, gue_port: GuePort = None,
+                 inhibit_on_failure: Inhibit = None) -> None:
     """Change a backend's fields given; the others stay (ipvsadm -e).
 
     xdplb backend edit tcp 10.100.0.100:80 10.100.1.11 -w 5"""
     sid, address, addr_port = _target(words)
     patch = _backend_fields(weight, port if port is not None else addr_port, upper, lower, tunnel, gue_port)
+    if inhibit_on_failure is not None:
+        patch["inhibit_on_failure"] = inhibit_on_failure
     if not patch:
-        raise typer.BadParameter("nothing to change: give --weight, --port, -x, -y or --tunnel")
+        raise typer.BadParameter("nothing to change: give --weight, --port, -x, -y, --tunnel or "
+                                 "--inhibit-on-failure")
     reply = ops.api.call("PATCH", service_path(sid, "backends", address), body=patch)
     report_change(ops, reply, f"backend {address} of {sid} changed")
 

@@ -55,6 +55,7 @@ class Daemon:
         self.sweeper: Sweeper | None = None
         self.rates: RateEstimator | None = None
         self.api: ApiServer | None = None
+        self.monitor = None
         self.attached: dict[str, str] = {}
         self.reloads = 0                       # SIGHUPs handled, and why the last one was refused
         self.reload_error: str | None = None
@@ -68,7 +69,10 @@ class Daemon:
         token = load_token(self.config.api.token_path(d.state_dir)) if self.config.api.enabled else ""
         self.dp = Datapath(d.sizes, pin_dir=d.pin_dir, migrate=True)  # new sizes move the maps over
         self.manager = Manager(self.dp, self.store, state)
-        applied = self.manager.start()
+        from xdplb.health.monitor import HealthMonitor  # asyncio machinery: only where checks run
+
+        self.monitor = HealthMonitor(self.manager.on_health).start()  # in this namespace: the checks leave here
+        applied = self.manager.start(self.monitor)
         for ifname in d.interfaces:
             self.attached[ifname] = self.dp.attach(ifname, d.xdp_mode.value)
         self.sweeper = Sweeper(self.dp).start()
@@ -121,7 +125,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Leaves the balancer attached and forwarding with its pinned maps."""
-        for part in (self.api, self.rates, self.sweeper):
+        for part in (self.api, self.monitor, self.rates, self.sweeper):
             if part:
                 part.stop()
         if self.dp:

@@ -513,11 +513,12 @@ class Datapath:
         return failed
 
     @_locked
-    def preflight(self, services: list[Service]) -> Preflight:
+    def preflight(self, services: list[Service], standby: Mapping[tuple, Backend] | None = None) -> Preflight:
         """Whether the data plane would take this desired set whole (what a reconciler pass makes of
         it: services no longer listed removed first, then each one set in order), without writing:
-        each service's limits and next hops, and the free ids along the pass. A change refused here
-        is refused before anything is written, so all-or-nothing needs no undo."""
+        each service's limits and next hops, and the free ids along the pass; `standby` backends (a
+        service's sorry server) get their next hops resolved too. A change refused here is refused
+        before anything is written, so all-or-nothing needs no undo."""
         out = Preflight()
         wanted = {s.key for s in services}
         gone = [s for k, s in self._services.items() if k not in wanted]
@@ -541,6 +542,11 @@ class Datapath:
             free_backends -= sum(1 for b in svc.backends if b.address not in kept)
             free_backends += len(kept - {b.address for b in svc.backends})
             endpoints.update(dict.fromkeys(svc.all_endpoints, svc.key))
+        for key, backend in (standby or {}).items():  # backends a service may switch to later (sorry servers)
+            try:
+                out.nexthops[backend.address] = out.nexthops.get(backend.address) or self._resolver(backend.address)
+            except NexthopError as e:
+                out.problems[key] = f"sorry server: {e}"
         return out
 
     def _check_limits(self, service: Service, old: _Service | None,

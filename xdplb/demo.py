@@ -70,6 +70,33 @@ def show_capture(lab: Lab, director: Director, service_id: str) -> None:
                       f"{escape(frame.payload.summary())}", highlight=False)
 
 
+def show_health(lab: Lab, director: Director) -> None:
+    """A real server fails and comes back; its HTTP check takes it out and brings it back."""
+    check = {"type": "http", "interval": 0.5, "timeout": 0.5, "rise": 2, "fall": 2}
+    director.set_service(dr_service(check=check))
+    step("Health checks: lb1 now GETs / on each server every 0.5 s (2 failures take a server out, "
+         "2 successes bring it back). rs2's nginx is stopped.")
+    rs2 = str(address_of("rs2"))
+    started = time.monotonic()
+    lab.set_nginx("rs2", False)
+    while _up(director, rs2) and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    console.print(f"  lb1 took rs2 out {time.monotonic() - started:.1f} s after nginx stopped")
+    show_cli(director, "health")
+    show_distribution("30 requests while rs2 is down", http_names(lab, url(4), 30), DR_WEIGHTS)
+    step("rs2's nginx starts again.")
+    started = time.monotonic()
+    lab.set_nginx("rs2", True)
+    while not _up(director, rs2) and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    console.print(f"  rs2 was back {time.monotonic() - started:.1f} s later")
+    show_distribution("30 requests with rs2 back", http_names(lab, url(4), 30), DR_WEIGHTS)
+
+
+def _up(director: Director, backend: str) -> bool:
+    return next(r["up"] for r in director.api_get("/v1/health") if r["backend"] == backend)
+
+
 def main() -> None:
     """The demo; its lab goes down whatever happens (Ctrl-C, SIGTERM included)."""
     console.rule("[bold]xdplb demo: real traffic through an XDP load balancer")
@@ -129,6 +156,8 @@ def run(lab: Lab, director: Director) -> None:
     console.print(f"  the download finished: HTTP {code}, {size} bytes, all from {sent_by}")
 
     show_capture(lab, director, svc.id)
+
+    show_health(lab, director)
 
     step(escape(f"The same over IPv6 ([{VIP6}]:80) and a UDP echo service (port 9000, round robin)."))
     director.set_service(dr_service(version=6))

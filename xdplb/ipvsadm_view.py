@@ -3,7 +3,11 @@ and `-Lnc`, so eyes and scripts used to LVS read xdplb the same way. Pure functi
 
 Inputs are the API's documents: services from GET /v1/services (the desired state: scheduler,
 flags, persistence, weights), their counters from GET /v1/stats (ActiveConn/InActConn, --stats,
---rate), connections from GET /v1/connections with the timeouts of GET /v1/config.
+--rate), connections from GET /v1/connections with the timeouts of GET /v1/config, and what the
+health checks found from GET /v1/health. ipvsadm has no word for health, so a backend its check
+found down keeps its columns and gets ` DOWN (reason)` after them (keepalived would have taken it
+out of ipvsadm's list, or to weight 0); a misc check's dynamic weight stands in the Weight column,
+as keepalived sets it in IPVS. A line of a backend that is up reads exactly as ipvsadm's.
 """
 
 from __future__ import annotations
@@ -62,11 +66,13 @@ def service_name(svc: Json) -> str:
 
 
 def listing(services: list[Json], stats: list[Json], view: View = View.PLAIN, exact: bool = False,
-            header: str | None = None) -> str:
+            header: str | None = None, health: list[Json] | None = None) -> str:
     """The table of `ipvsadm -Ln` (or --stats, --rate). `header`: the version line, which ipvsadm
     prints when it lists every service and leaves out for one. Services and backends sorted as ipvsadm
-    sorts them; a service the data plane has no counters for shows zeros."""
+    sorts them; a service the data plane has no counters for shows zeros. `health`: GET /v1/health's
+    rows, which mark a backend down (see the module's text)."""
     by_id = {row["id"]: row for row in stats}
+    checked = {(row["service"], row["backend"]): row for row in health or []}
     lines = [header] if header else []
     lines += _title(view)
     for svc in sorted(services, key=_service_order):
@@ -74,8 +80,22 @@ def listing(services: list[Json], stats: list[Json], view: View = View.PLAIN, ex
         lines.append(_service_line(svc, row, view, exact))
         counted = {b["address"]: b for b in row.get("backends", [])}
         for be in sorted(svc["backends"], key=_backend_order):
-            lines.append(_backend_line(svc, be, counted.get(be["address"], {}), view, exact))
+            found = checked.get((svc["id"], be["address"]))
+            now = counted.get(be["address"], {})
+            be = {**be, "weight": now["weight"]} if "weight" in now else _dynamic(be, found)  # as the tables have it
+            line = _backend_line(svc, be, now, view, exact)
+            lines.append(line if found is None or found["up"] else f"{line} DOWN ({found['reason']})")
+        desired = {be["address"] for be in svc["backends"]}
+        for extra in (b for b in row.get("backends", []) if b["address"] not in desired):
+            lines.append(_backend_line(svc, extra, extra, view, exact) + " SORRY SERVER")
     return "\n".join(lines) + "\n"
+
+
+def _dynamic(be: Json, found: Json | None) -> Json:
+    """The backend with the weight a misc dynamic check gives it, if any."""
+    if found is None or found.get("weight") is None:
+        return be
+    return {**be, "weight": found["weight"]}
 
 
 def _title(view: View) -> list[str]:

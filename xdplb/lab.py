@@ -227,6 +227,29 @@ class Lab:
             raise LabError(f"no host {host} (hosts: {', '.join(BY_NAME)})")
         return ["ip", "netns", "exec", self.ns(host), *cmd]
 
+    def set_nginx(self, host: str, running: bool, timeout: float = 10.0) -> None:
+        """Stops or starts a real server's nginx (lab/roles/services.sh wrote its configuration): a
+        server failing and coming back, as its health check sees it."""
+        state = self.state_dir / host
+        pid_file = state / "nginx.pid"
+        if running:
+            self.exec(host, ["nginx", "-c", str(state / "nginx.conf"), "-e", str(state / "logs" / "error.log")],
+                      check=True)
+            return
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        raise LabError(f"{host}: nginx {pid} did not stop in {timeout:.0f} s")
+
     @property
     def xdp_mode(self) -> str:
         path = self.state_dir / "xdp"
@@ -499,6 +522,13 @@ class Director:
             self._dp = Datapath(self.sizes, pin_dir=self.pin_dir, observe=True)
             self._follow()
         return self._dp
+
+    def api_get(self, path: str, **params: object) -> object:
+        """A read from this director's API (its Unix socket): the JSON body."""
+        import httpx
+
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://lb") as c:
+            return c.get(path, params=params).raise_for_status().json()
 
     def cli(self, *args: str) -> str:
         """Runs an operator command (`xdplb list --stats`, `xdplb backend drain ...`) against this

@@ -16,17 +16,25 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from xdplb import hooks
 from xdplb.config import describe
 from xdplb.datapath import Connection, Datapath
 from xdplb.diff import StateDiff, diff_state
-from xdplb.model import Backend, IPAddress, Service, key_id
+from xdplb.events import EventBus
+from xdplb.health.effective import Outcome, Verdict, checked, effective
+from xdplb.model import Backend, IPAddress, Service, Timeouts, key_id
 from xdplb.rates import Sample
 from xdplb.reconcile import Applied, Reconciler
+
+if TYPE_CHECKING:  # the monitor's module imports asyncio machinery the API process needs only with it
+    from xdplb.health.monitor import Health, Watch
+    from xdplb.health.monitor import HealthMonitor as Monitor
 from xdplb.store import State, Store
 
 log = logging.getLogger(__name__)
@@ -74,12 +82,18 @@ Edit = Callable[[State], State]
 
 
 class Manager:
-    def __init__(self, dp: Datapath, store: Store, state: State) -> None:
+    def __init__(self, dp: Datapath, store: Store, state: State, events: EventBus | None = None) -> None:
         self.dp = dp
         self.store = store
         self.reconciler = Reconciler(dp)
         self.applied = Applied()
+        self.events = events or EventBus()
         self.listeners: list[Callable[[Manager], None]] = []  # called after each change, under the lock
+        self.monitor: Monitor | None = None   # the health monitor, told what to watch after each change
+        self.health: dict[tuple[str, IPAddress], Health] = {}  # the monitor's last word per watched backend
+        self._quorum: dict[str, bool] = {}    # service id -> whether its quorum holds
+        self._nexthops: dict = {}             # the last resolved, for a backend a health change brings back
+        self._health_worker = ThreadPoolExecutor(1, thread_name_prefix="xdplb-health")
         self._state = state
         self._lock = threading.Lock()
 
@@ -91,11 +105,14 @@ class Manager:
     def version(self) -> int:
         return self._state.version
 
-    def start(self) -> Applied:
+    def start(self, monitor: Monitor | None = None) -> Applied:
         """The first pass at start-up: best effort, since a director must come up with what it can
-        (a refused service is reported in `applied`, the others forward)."""
+        (a refused service is reported in `applied`, the others forward). The monitor, if any, is
+        told what to watch."""
         with self._lock:
-            self.applied = self.reconciler.apply(self._state.services, self._state.timeouts)
+            self.monitor = monitor
+            self.applied = self._apply(self._effective(self._state.services), self._state.timeouts)
+            self._watch()
             return self.applied
 
     # ---- changes ---------------------------------------------------------------------------
@@ -109,22 +126,112 @@ class Manager:
                                       "another change came first; read it again")
             new = edit(old)
             diff = diff_state(old.services, new.services, old.timeouts, new.timeouts)
-            pre = self.dp.preflight(new.services)
+            outcomes = self._effective(new.services)
+            pre = self.dp.preflight([o.service for o in outcomes],
+                                    standby={s.key: s.sorry_server for s in new.services if s.sorry_server})
             if pre.problems:
                 raise Refused([f"{key_id(k)}: {why}" for k, why in pre.problems.items()])
             if dry_run or diff.empty:
                 return Change(old.version, diff, dry_run)
-            applied = self.reconciler.apply(new.services, new.timeouts, pre.nexthops)
+            applied = self._apply(outcomes, new.timeouts, pre.nexthops)
             if not applied.ok:  # preflight makes this rare (an interface gone in between): undo
-                self.reconciler.apply(old.services, old.timeouts)
+                self._apply(self._effective(old.services), old.timeouts)
                 raise Refused([f"{key_id(k)}: {why}" for k, why in applied.refused.items()])
             self.applied = applied
+            self._nexthops.update(pre.nexthops)
             self._state = new.model_copy(update={"version": self.store.save(new)})
             log.info("state version %d: +%d -%d ~%d services", self._state.version, len(diff.added),
                      len(diff.removed), len(diff.changed))
+            self._watch()
+            self.events.publish("config", version=self._state.version, added=diff.added, removed=diff.removed,
+                                changed=list(diff.changed))
             for listener in self.listeners:
                 listener(self)
             return Change(self._state.version, diff, False, dict(applied.written))
+
+    # ---- health ----------------------------------------------------------------------------
+
+    def on_health(self, health: Health) -> None:
+        """The monitor's word on a backend. It comes from the monitor's event loop, which must not
+        wait for the lock or for netlink (a backend back in the tables may need its next hop
+        resolved): one worker thread of the manager's applies it, in the order they came."""
+        self._health_worker.submit(self._health_changed, health)
+
+    def health_settled(self) -> None:
+        """Returns once every health change handed over so far is in the data plane."""
+        self._health_worker.submit(lambda: None).result()
+
+    def _health_changed(self, health: Health) -> None:
+        key = (health.service, health.backend)
+        with self._lock:
+            if key not in {(w.service, w.backend) for w in self.watches()}:
+                return  # a watch removed since
+            self.health[key] = health
+            self.applied = self._apply(self._effective(self._state.services), self._state.timeouts, self._nexthops)
+            for k, why in self.applied.refused.items():
+                log.error("service %s refused after a health change: %s", key_id(k), why)
+        self.events.publish("health", service=health.service, backend=str(health.backend),
+                            state="up" if health.up else "down", reason=health.reason, weight=health.weight)
+
+    def health_states(self) -> list[tuple[Watch, Health | None]]:
+        """Every watched backend with its health as the data plane applies it: the monitor's latest
+        word once the manager has applied it (until then the one before, None for none)."""
+        states = self.monitor.states() if self.monitor is not None else {}
+        out = []
+        for w in self.watches():
+            applied = self.health.get((w.service, w.backend))
+            h = states.get((w.service, w.backend)) or applied
+            if h is not None and (h.up, h.weight) != ((applied.up, applied.weight) if applied else (True, None)):
+                h = applied  # the data plane has not followed yet: say what it does
+            out.append((w, h))
+        return out
+
+    def watches(self) -> list[Watch]:
+        """Every checked backend of the desired state, with its check and where to send it."""
+        from xdplb.health.monitor import Watch
+        from xdplb.health.probe import Target
+
+        out = []
+        for svc in self._state.services:
+            for b in checked(svc):
+                check = b.check or svc.check
+                port = check.port or b.port or svc.port
+                out.append(Watch(svc.id, b.address, Target(check.address or b.address, port), check, b.weight))
+        return out
+
+    def _watch(self) -> None:
+        watches = self.watches()
+        keys = {(w.service, w.backend) for w in watches}
+        self.health = {k: h for k, h in self.health.items() if k in keys}
+        if self.monitor is not None:
+            self.monitor.watch(watches)
+
+    def _effective(self, services: list[Service]) -> list[Outcome]:
+        """The services as the data plane gets them after the health checks' verdicts."""
+        out = []
+        for svc in services:
+            verdicts = {b: Verdict(h.up, h.weight) for (sid, b), h in self.health.items() if sid == svc.id}
+            out.append(effective(svc, verdicts, self._quorum.get(svc.id, True)))
+        return out
+
+    def _apply(self, outcomes: list[Outcome], timeouts: Timeouts, nexthops: dict | None = None) -> Applied:
+        """A reconciler pass over the effective services; once it is through, quorum changes are
+        final and run their hooks."""
+        applied = self.reconciler.apply([o.service for o in outcomes], timeouts, nexthops)
+        if applied.ok:
+            for o in outcomes:
+                if o.quorum != self._quorum.get(o.service.id, True):
+                    self._quorum_changed(o)
+        return applied
+
+    def _quorum_changed(self, outcome: Outcome) -> None:
+        svc = outcome.service
+        self._quorum[svc.id] = outcome.quorum
+        hook = svc.quorum.on_up if outcome.quorum else svc.quorum.on_down
+        if hook:
+            hooks.run([*hook, svc.id])
+        self.events.publish("quorum", service=svc.id, quorum=outcome.quorum, live_weight=outcome.live_weight,
+                            sorry_server=outcome.sorry)
 
     def replace(self, services: list[Any], timeouts: Any = None, expect_version: int | None = None,
                 dry_run: bool = False) -> Change:

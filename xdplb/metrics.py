@@ -60,6 +60,14 @@ class DatapathCollector(Collector):
         yield from svc.values()
         yield from be.values()
         yield from (weight, active, inactive)
+        yield from self._health()
+
+    def _health(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("xdplb_backend_up", "1 when the backend's health check says up, 0 when down",
+                               labels=["service", "backend", "check"])
+        for watch, h in self.manager.health_states():
+            up.add_metric([watch.service, str(watch.backend), watch.check.type], 1 if h is None or h.up else 0)
+        yield up
 
 
 def registry(manager: Manager) -> CollectorRegistry:

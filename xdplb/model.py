@@ -15,6 +15,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xdplb.checks import HealthCheck, OnDown, Quorum
 from xdplb.maglev import DEFAULT_SIZE, is_prime
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -91,6 +92,9 @@ class Backend(_Strict):
     upper_threshold: Count = Field(0, description="ipvsadm -x: no new connections from this many on (0 = none)")
     lower_threshold: Count = Field(0, description="ipvsadm -y: new connections again below this (0 = 3/4 of -x)")
     tunnel: Tunnel | None = Field(None, description="TUN only: this backend's encapsulation (None = the service's)")
+    check: HealthCheck | None = Field(None, description="this backend's health check (None = the service's)")
+    inhibit_on_failure: bool = Field(False, description="when down: weight 0 (established connections go on) "
+                                     "rather than out of the tables")
 
     @model_validator(mode="after")
     def _thresholds(self) -> Self:
@@ -140,6 +144,12 @@ class Service(_Strict):
     fwmark: int | None = Field(None, ge=1, le=2**32 - 1, description="names a multi-port service, like LVS")
     endpoints: tuple[Endpoint, ...] = Field((), description="more (protocol, VIP, port) of the same service")
     backends: tuple[Backend, ...] = ()
+    check: HealthCheck | None = Field(None, description="the health check of every backend without its own")
+    on_down: OnDown = Field(OnDown.REMOVE, description="a backend found down leaves the tables (its connections "
+                            "follow expire_nodest) or stays at weight 0 (keep: they go on)")
+    sorry_server: Backend | None = Field(None, description="takes the traffic while the live backends' weight "
+                                         "is below the quorum (by default: while none is up)")
+    quorum: Quorum = Quorum()
 
     @field_validator("ring_size")
     @classmethod
@@ -166,6 +176,8 @@ class Service(_Strict):
             if b.port is not None and b.port != self.port and self.method != Method.NAT:
                 raise ValueError(f"backend {b.address}: port mapping ({self.port} -> {b.port}) needs NAT; "
                                  f"{self.method.upper()} cannot change the port, as in LVS")
+        self._check_sorry_server(seen)
+        self._check_checks()
         port_flags = {SchedFlag.SH_PORT: Scheduler.SH, SchedFlag.MH_PORT: Scheduler.MH}
         for flag in self.sched_flags:
             if port_flags[flag] != self.scheduler:
@@ -175,6 +187,23 @@ class Service(_Strict):
         if mask is not None and not 0 <= mask <= self.vip.max_prefixlen:
             raise ValueError(f"persistence netmask /{mask} does not fit IPv{self.vip.version}")
         return self
+
+    def _check_checks(self) -> None:
+        for b in self.backends:
+            check = b.check or self.check
+            if check and not (check.port or b.port or self.port):
+                raise ValueError(f"backend {b.address}: a check of a port-0 service needs its own port")
+
+    def _check_sorry_server(self, backends: set[IPAddress]) -> None:
+        s = self.sorry_server
+        if s is None:
+            return
+        if s.address in backends:
+            raise ValueError(f"sorry server {s.address} is also a backend")
+        if s.address.version != self.vip.version and self.method != Method.TUN:
+            raise ValueError(f"sorry server {s.address} is IPv{s.address.version}, the VIP is IPv{self.vip.version}")
+        if s.port is not None and s.port != self.port and self.method != Method.NAT:
+            raise ValueError(f"sorry server {s.address}: port mapping needs NAT")
 
     def _check_endpoints(self) -> None:
         if self.endpoints and self.fwmark is None:

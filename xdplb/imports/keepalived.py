@@ -14,13 +14,21 @@ take, decided once:
   scheduler xdplb lacks (lblc, lblcr, dh, ovf, twos), a persistence_engine, real servers with
   different forwarding methods, GRE tunnels, one address as two NAT real servers, no real servers
   (keepalived ignores such a virtual server too).
-- What leaves every flow where it would have gone is left out with a line in `skipped`: health
-  checks (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK...: issue 8; the tree keeps them for it),
-  sorry_server (issue 8), quorum, alpha/omega, notify scripts, `ops`, sh-/mh-fallback, tunnel
-  checksum options, a DR/TUN real server's port (keepalived resets it too), a real server of the
-  other address family (keepalived skips it too), an unknown keyword (keepalived ignores it), every
-  top-level block but the LVS ones (vrrp_instance: issue 9), and what uses `@` conditions, `$`
-  parameters or `~SEQ`, which the import does not evaluate.
+- Health checks translate as keepalived_checks.py says (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK,
+  UDP_CHECK; the others are left out). A check goes on its backend; when every backend of a service
+  has the same one (one checker copied into each real_server, the usual keepalived template), it
+  goes on the service once instead. inhibit_on_failure (of the real server, else of the virtual
+  server) is the backend's. sorry_server is the service's sorry server (with its virtual server's
+  method; another sorry_server_lvs_method, another address family or a real server's address leave
+  it out with a line); quorum and hysteresis are the service's quorum, lowered as keepalived lowers
+  them (a quorum above the real servers' total weight, a hysteresis not below the quorum);
+  quorum_up/quorum_down are its hooks, split like misc_path (xdplb appends the service id).
+- What leaves every flow where it would have gone is left out with a line in `skipped`: what a
+  checker has that xdplb's check has not, alpha (xdplb starts backends up), omega, `ops`,
+  sh-/mh-fallback, tunnel checksum options, a DR/TUN real server's port (keepalived resets it too), a
+  real server of the other address family (keepalived skips it too), an unknown keyword (keepalived
+  ignores it), every top-level block but the LVS ones (vrrp_instance: issue 9), and what uses `@`
+  conditions, `$` parameters or `~SEQ`, which the import does not evaluate.
 - A value keepalived would refuse is an error (ImportFormatError, every problem with its file and
   line, nothing imported): keepalived would log it and go on with a default, and an import must not
   guess what was meant. So are a bad address, port, weight or scheduler name, an undefined or
@@ -34,12 +42,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from xdplb.checks import HealthCheck, Quorum
+from xdplb.imports.keepalived_checks import UNKNOWN
 from xdplb.imports.keepalived_syntax import Block, parse_blocks
 from xdplb.imports.keepalived_vs import (
     DEFAULT_TIMEOUT,
-    HEALTH,
     SCHEDULERS,
-    UNKNOWN,
     VRRP,
     Endpoint,
     LvsMethod,
@@ -62,11 +70,13 @@ _TOP_NOTES = {  # top-level blocks left out, and why
     "global_defs": "global settings have no xdplb meaning (set its timeouts by hand for lvs_timeouts)",
     "vrrp_instance": VRRP, "vrrp_sync_group": VRRP, "vrrp_script": VRRP, "vrrp_track_process": VRRP,
     "linkbeat_use_polling": VRRP, "linkbeat_interfaces": VRRP, "interface_up_down_delays": VRRP,
-    "track_file": "track files feed VRRP and health checks (issues 8 and 9)",
+    "track_file": "track files feed VRRP (issue 9) and FILE_CHECK, which xdplb does not have",
     "static_ipaddress": "the host's own addresses are not the balancer's configuration",
     "static_routes": "the host's own routes are not the balancer's configuration",
     "static_rules": "the host's own rules are not the balancer's configuration",
-    "SSL": f"SSL_GET's client settings: {HEALTH}", "bfd_instance": f"BFD: {HEALTH}",
+    "SSL": "xdplb's https checks send no client certificate, and verify no server certificate (nor does "
+           "keepalived)",
+    "bfd_instance": "xdplb has no BFD",
 }
 
 
@@ -143,7 +153,8 @@ class _Translator:
         if reason is not None:
             self.notes.append(f"{block.where}: {block.text} not imported: {reason}")
             return
-        built = [(self._service(vs, ep), ep) for ep in endpoints]
+        quorum = _quorum(vs)
+        built = [(self._service(vs, ep, quorum), ep) for ep in endpoints]
         self.notes.extend(vs.notes)
         for service, ep in built:
             if service is not None:
@@ -179,7 +190,7 @@ class _Translator:
                 out.append(Endpoint(entry.vip, entry.port, f"{block.where} (group {name}, {entry.where})"))
         return out
 
-    def _service(self, vs: VirtualServer, ep: Endpoint) -> Service | None:
+    def _service(self, vs: VirtualServer, ep: Endpoint, quorum: Quorum | None) -> Service | None:
         """The service at one endpoint; None when no real server of its family is left, or when the
         model refuses it (the error is recorded)."""
         vport = 0 if ep.port is None else ep.port
@@ -194,12 +205,14 @@ class _Translator:
             return None
         methods = [vs.method_of(r) for r in reals]
         tunnel = (vs.method or methods[0]).xdplb_tunnel() if methods[0].method == Method.TUN else Tunnel()
-        backends = [self._backend(vs, r, m, vport, tunnel) for r, m in zip(reals, methods, strict=True)]
+        built = [self._backend(vs, r, m, vport, tunnel) for r, m in zip(reals, methods, strict=True)]
+        backends, check = _shared_check([b for b in built if b is not None])
         try:
             return Service(protocol=Protocol(vs.protocol or "udp"), vip=ep.vip, port=vport,
                            scheduler=Scheduler(vs.scheduler), method=methods[0].method,
                            sched_flags=_sched_flags(vs), tunnel=tunnel, persistence=persistence,
-                           backends=tuple(b for b in backends if b is not None))
+                           backends=tuple(backends), check=check, quorum=quorum or Quorum(),
+                           sorry_server=self._sorry_server(vs, ep, methods[0].method, vport, tunnel))
         except ValidationError as e:
             self.errors.append(f"{ep.where}: {explain(e)}")
             return None
@@ -207,17 +220,39 @@ class _Translator:
     def _backend(self, vs: VirtualServer, real: RealServer, method: LvsMethod, vport: int,
                  tunnel: Tunnel) -> Backend | None:
         if method.method != Method.NAT and real.port not in (None, vport):
-            vs.notes.append(f"{real.block.where}: port {real.port} of real server {real.address} not translated: "
+            vs.notes.append(f"{real.block.where}: port {real.port} of {real.role} {real.address} not translated: "
                             f"{method.method.upper()} cannot change the port (LVS uses {vport})")
         own = method.xdplb_tunnel() if method.method == Method.TUN else None
         try:
             return Backend(address=real.address, weight=vs.weight if real.weight is None else real.weight,
                            port=real.port if method.method == Method.NAT and real.port != vport else None,
                            upper_threshold=real.upper, lower_threshold=real.lower,
-                           tunnel=own if own is not None and own != tunnel else None)
+                           tunnel=own if own is not None and own != tunnel else None, check=real.check,
+                           inhibit_on_failure=vs.inhibit if real.inhibit is None else real.inhibit)
         except ValidationError as e:
             self.errors.append(f"{real.block.where}: {explain(e)}")
             return None
+
+    def _sorry_server(self, vs: VirtualServer, ep: Endpoint, method: Method, vport: int,
+                      tunnel: Tunnel) -> Backend | None:
+        """The sorry server as a backend of the service's method; None (with a line) when it cannot be one."""
+        sorry = vs.sorry
+        if sorry is None:
+            return None
+        own = vs.sorry_method or vs.method or LvsMethod(Method.NAT)
+        reason = None
+        if own.method != method:
+            reason = (f"its method {own.method.upper()} is not its real servers' {method.upper()}: xdplb has one "
+                      "method per service")
+        elif sorry.address.version != ep.vip.version and method != Method.TUN:
+            reason = f"IPv{sorry.address.version} behind an IPv{ep.vip.version} VIP without a tunnel"
+        elif any(r.address == sorry.address for r in vs.reals):
+            reason = "it is also a real server; xdplb's sorry server is another address"
+        if reason is not None:
+            vs.notes.append(f"{sorry.block.where}: sorry_server {sorry.address} not translated for "
+                            f"{_host(ep.vip)}: {reason}")
+            return None
+        return self._backend(vs, sorry, own, vport, tunnel)
 
 
 def _untranslatable(vs: VirtualServer) -> str | None:
@@ -270,6 +305,33 @@ def _defaults(vs: VirtualServer, methods: list[LvsMethod]) -> None:
         if method.csum in ("csum", "remcsum") and method.block:
             vs.notes.append(f"{method.block.where}: tunnel option {method.csum} not translated: xdplb chooses "
                             "the tunnel's checksum itself")
+
+
+def _shared_check(backends: list[Backend]) -> tuple[list[Backend], HealthCheck | None]:
+    """One check every backend has goes on the service instead (the rule of the module's text)."""
+    first = backends[0].check if backends else None
+    if first is None or any(b.check != first for b in backends):
+        return backends, None
+    return [b.model_copy(update={"check": None}) for b in backends], first
+
+
+def _quorum(vs: VirtualServer) -> Quorum | None:
+    """quorum, hysteresis and their hooks, lowered as keepalived lowers them, with a line saying so;
+    None when the virtual server sets none of them."""
+    if not (vs.quorum or vs.hysteresis or vs.quorum_up or vs.quorum_down):
+        return None
+    weight = int(vs.quorum.args[0]) if vs.quorum else 1
+    hysteresis = int(vs.hysteresis.args[0]) if vs.hysteresis else 0
+    total = sum(vs.weight if r.weight is None else r.weight for r in vs.reals)
+    if vs.quorum and 1 <= total < weight:
+        vs.notes.append(f"{vs.quorum.where}: quorum {weight} is above the real servers' total weight {total}: "
+                        f"keepalived lowers it to {total}, and so does the import")
+        weight = total
+    if vs.hysteresis and hysteresis >= weight:
+        vs.notes.append(f"{vs.hysteresis.where}: hysteresis {hysteresis} is not below the quorum {weight}: "
+                        f"keepalived lowers it to {weight - 1}, and so does the import")
+        hysteresis = weight - 1
+    return Quorum(weight=weight, hysteresis=hysteresis, on_up=vs.quorum_up, on_down=vs.quorum_down)
 
 
 def _persistence(vs: VirtualServer, ep: Endpoint, vport: int) -> Persistence | None:

@@ -1,7 +1,8 @@
 """keepalived's LVS statements read into settings: a virtual_server's (its scheduler, method,
-persistence, real servers) and a virtual_server_group's entries, every value checked as keepalived
-checks it. keepalived.py turns them into services; what a statement means for xdplb (translated,
-left out with a note, or refused) is decided here, keyword by keyword.
+persistence, real servers with their health checks, sorry server, quorum) and a
+virtual_server_group's entries, every value checked as keepalived checks it. keepalived.py turns
+them into services; what a statement means for xdplb (translated, left out with a note, or refused)
+is decided here, keyword by keyword, and for the checkers in keepalived_checks.py.
 """
 
 from __future__ import annotations
@@ -9,6 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from xdplb.checks import HealthCheck
+from xdplb.imports.keepalived_checks import (
+    CHECKERS,
+    TIMING,
+    UNKNOWN,
+    Checker,
+    Timing,
+    backend_check,
+    boolean,
+    notify,
+    read_checker,
+    read_timing,
+    script,
+)
 from xdplb.imports.keepalived_syntax import Block
 from xdplb.imports.values import COUNT_MAX, Invalid, address, address_range, integer, port
 from xdplb.model import Encap, IPAddress, Method, SchedFlag, Scheduler, Tunnel
@@ -18,32 +33,18 @@ MAX_TIMEOUT = 31 * 24 * 3600  # keepalived's LVS_MAX_TIMEOUT
 RANGE_LIMIT = 4096  # VIPs one group entry may expand to
 SCHEDULERS = {s.value for s in Scheduler}
 LVS_ONLY = {"lblc", "lblcr", "dh", "ovf", "twos"}  # LVS schedulers xdplb does not have
-CHECKERS = {"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "BFD_CHECK",
-            "UDP_CHECK", "PING_CHECK", "FILE_CHECK"}
 _METHODS = {"NAT": Method.NAT, "DR": Method.DR, "TUN": Method.TUN}
 
-HEALTH = "health checks are imported with issue 8"
 VRRP = "VRRP is imported with issue 9"
-UNKNOWN = "unknown keyword: keepalived ignores it"
-_QUORUM = "quorum comes with the health checks (issue 8)"
-_SORRY = "sorry servers come with the health checks (issue 8)"
-_SCRIPTS = "xdplb runs no notify scripts"
 _NOTICE = "xdplb sends no mail or SNMP"
 _VS_NOTES = {  # virtual_server keywords left out, and why
-    "delay_loop": HEALTH, "retry": HEALTH, "delay_before_retry": HEALTH, "warmup": HEALTH,
-    "connect_timeout": HEALTH, "inhibit_on_failure": HEALTH, "virtualhost": HEALTH, "alpha": HEALTH,
-    "omega": _QUORUM, "quorum": _QUORUM, "hysteresis": _QUORUM, "quorum_up": _SCRIPTS, "quorum_down": _SCRIPTS,
-    "sorry_server": _SORRY, "sorry_server_inhibit": _SORRY, "sorry_server_lvs_method": _SORRY,
+    "omega": "xdplb runs no quorum or notify hooks when it stops (the balancer goes on forwarding)",
+    "sorry_server_inhibit": "xdplb takes the sorry server out of the tables when the quorum is back",
     "ha_suspend": VRRP, "smtp_alert": _NOTICE, "snmp_name": _NOTICE,
     "ops": "one-packet scheduling; xdplb schedules UDP per flow", "hashed": "it has no effect",
     "ip_family": "only a fwmark service needs it",
 }
-_RS_NOTES = {  # real_server keywords left out, and why
-    "inhibit_on_failure": HEALTH, "alpha": HEALTH, "retry": HEALTH, "delay_before_retry": HEALTH,
-    "warmup": HEALTH, "connect_timeout": HEALTH, "delay_loop": HEALTH, "virtualhost": HEALTH,
-    "notify_up": _SCRIPTS, "notify_down": _SCRIPTS, "smtp_alert": _NOTICE, "snmp_name": _NOTICE,
-    **dict.fromkeys(CHECKERS, HEALTH),
-}
+_RS_NOTES = {"smtp_alert": _NOTICE, "snmp_name": _NOTICE}  # real_server keywords left out, and why
 
 
 @dataclass
@@ -69,6 +70,13 @@ class RealServer:
     method: LvsMethod | None = None  # None: the virtual server's
     upper: int = 0
     lower: int = 0
+    inhibit: bool | None = None  # inhibit_on_failure; None: the virtual server's
+    timing: Timing = field(default_factory=Timing)
+    checkers: list[Checker] = field(default_factory=list)
+    notify_up: Block | None = None
+    notify_down: Block | None = None
+    check: HealthCheck | None = None  # what its checkers translate to, once the virtual server is read
+    role: str = "real server"  # or "sorry server", for messages
 
 
 @dataclass
@@ -85,6 +93,14 @@ class VirtualServer:
     raw_flags: dict[str, Block] = field(default_factory=dict)  # flag-1..3: their meaning is the scheduler's
     weight: int = 1  # the real servers' default
     reals: list[RealServer] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)  # the checkers' defaults
+    inhibit: bool = False  # the real servers' inhibit_on_failure
+    sorry: RealServer | None = None
+    sorry_method: LvsMethod | None = None  # None: the virtual server's
+    quorum: Block | None = None
+    hysteresis: Block | None = None
+    quorum_up: list[str] | None = None
+    quorum_down: list[str] | None = None
     skip: list[str] = field(default_factory=list)  # why it cannot be translated
     notes: list[str] = field(default_factory=list)  # said when it imports
 
@@ -139,11 +155,28 @@ def read_virtual_server(block: Block, errors: list[str]) -> VirtualServer:
                 handler(vs, statement)
             elif statement.keyword == "real_server":
                 vs.reals.append(_real_server(statement, vs, errors))
+            elif statement.keyword in TIMING:
+                read_timing(vs.timing, statement, vs.notes)
             else:
                 vs.note(statement, _VS_NOTES.get(statement.keyword, UNKNOWN))
         except Invalid as e:
             errors.append(f"{statement.where}: {e}")
+    for real in vs.reals:
+        _resolve_check(vs, real, errors)
     return vs
+
+
+def _resolve_check(vs: VirtualServer, real: RealServer, errors: list[str]) -> None:
+    """The real server's check, once every default of its virtual server is known (keepalived
+    resolves them after reading the whole block too)."""
+    hooks = [b for b in (real.notify_up, real.notify_down) if b is not None]
+    if not any(c.skip is None for c in real.checkers):
+        real.check = backend_check(real.checkers, [], {}, vs.notes, errors)  # says why each is left out
+        for hook in hooks:
+            vs.note(hook, "the real server has no check xdplb runs")
+        return
+    extra = {"notify": notify(real.notify_up, real.notify_down, vs.notes, errors)}
+    real.check = backend_check(real.checkers, [real.timing, vs.timing], extra, vs.notes, errors)
 
 
 def group_entry(entry: Block) -> list[Endpoint | Mark]:
@@ -165,23 +198,36 @@ def _real_server(block: Block, vs: VirtualServer, errors: list[str]) -> RealServ
                       port(block.args[1], "real server port") if len(block.args) == 2 else None)
     for statement in block.children or []:
         reason = unsupported(statement)
-        keyword = statement.keyword
         try:
             if reason:
                 vs.notes.append(f"{statement.where}: {statement.text} not translated: {reason}")
-            elif keyword == "weight":
-                real.weight = integer(_one(statement), 0, 65535, "weight")
-            elif keyword == "lvs_method":
-                real.method = lvs_method(statement)
-            elif keyword == "uthreshold":
-                real.upper = integer(_one(statement), 0, COUNT_MAX, keyword)
-            elif keyword == "lthreshold":
-                real.lower = integer(_one(statement), 0, COUNT_MAX, keyword)
+            elif statement.keyword in CHECKERS:
+                real.checkers.append(read_checker(statement, vs.notes, errors, unsupported))
             else:
-                vs.note(statement, _RS_NOTES.get(keyword, UNKNOWN))
+                _real_statement(vs, real, statement)
         except Invalid as e:
             errors.append(f"{statement.where}: {e}")
     return real
+
+
+def _real_statement(vs: VirtualServer, real: RealServer, statement: Block) -> None:
+    keyword = statement.keyword
+    if keyword == "weight":
+        real.weight = integer(_one(statement), 0, 65535, "weight")
+    elif keyword == "lvs_method":
+        real.method = lvs_method(statement)
+    elif keyword == "uthreshold":
+        real.upper = integer(_one(statement), 0, COUNT_MAX, keyword)
+    elif keyword == "lthreshold":
+        real.lower = integer(_one(statement), 0, COUNT_MAX, keyword)
+    elif keyword == "inhibit_on_failure":
+        real.inhibit = boolean(statement)
+    elif keyword in ("notify_up", "notify_down"):
+        setattr(real, keyword, statement)
+    elif keyword in TIMING:
+        read_timing(real.timing, statement, vs.notes)
+    else:
+        vs.note(statement, _RS_NOTES.get(keyword, UNKNOWN))
 
 
 def lvs_method(statement: Block) -> LvsMethod:
@@ -270,10 +316,39 @@ def _raw_flag(vs: VirtualServer, statement: Block) -> None:
     vs.raw_flags[statement.keyword] = statement
 
 
+def _inhibit(vs: VirtualServer, statement: Block) -> None:
+    vs.inhibit = boolean(statement)
+
+
+def _sorry_server(vs: VirtualServer, statement: Block) -> None:
+    """sorry_server ADDRESS [PORT]: a real server of its own, weight 1, never checked."""
+    if not 1 <= len(statement.args) <= 2:
+        raise Invalid("sorry_server takes an address and a port")
+    vs.sorry = RealServer(statement, address(statement.args[0], "sorry server address"),
+                          port(statement.args[1], "sorry server port") if len(statement.args) == 2 else None,
+                          weight=1, inhibit=False, role="sorry server")
+
+
+def _sorry_method(vs: VirtualServer, statement: Block) -> None:
+    vs.sorry_method = lvs_method(statement)
+
+
+def _quorum(vs: VirtualServer, statement: Block) -> None:
+    low = 1 if statement.keyword == "quorum" else 0
+    integer(_one(statement), low, COUNT_MAX, statement.keyword)
+    setattr(vs, statement.keyword, statement)  # read as a number, checked against the weights, by the translation
+
+
+def _quorum_hook(vs: VirtualServer, statement: Block) -> None:
+    setattr(vs, statement.keyword, script(statement, vs.notes))
+
+
 _VS_KEYWORDS: dict[str, Callable[[VirtualServer, Block], None]] = {
     "lb_algo": _scheduler, "lvs_sched": _scheduler, "lb_kind": _method, "lvs_method": _method,
     "protocol": _protocol, "persistence_timeout": _timeout, "persistence_granularity": _granularity,
     "persistence_engine": _engine, "weight": _weight,
     **dict.fromkeys(("sh-port", "mh-port", "sh-fallback", "mh-fallback"), _scheduler_flag),
     **dict.fromkeys(("flag-1", "flag-2", "flag-3"), _raw_flag),
+    "inhibit_on_failure": _inhibit, "sorry_server": _sorry_server, "sorry_server_lvs_method": _sorry_method,
+    "quorum": _quorum, "hysteresis": _quorum, "quorum_up": _quorum_hook, "quorum_down": _quorum_hook,
 }
