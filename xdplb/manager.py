@@ -166,8 +166,10 @@ class Manager:
         with self._lock:
             if key not in {(w.service, w.backend) for w in self.watches()}:
                 return  # a watch removed since
-            self.health[key] = health
-            self.applied = self._apply(self._effective(self._state.services), self._state.timeouts, self._nexthops)
+            known = {**self.health, key: health}  # published only once the data plane has it
+            self.applied = self._apply(self._effective(self._state.services, known), self._state.timeouts,
+                                       self._nexthops)
+            self.health = known
             for k, why in self.applied.refused.items():
                 log.error("service %s refused after a health change: %s", key_id(k), why)
         self.events.publish("health", service=health.service, backend=str(health.backend),
@@ -206,11 +208,12 @@ class Manager:
         if self.monitor is not None:
             self.monitor.watch(watches)
 
-    def _effective(self, services: list[Service]) -> list[Outcome]:
+    def _effective(self, services: list[Service], health: dict | None = None) -> list[Outcome]:
         """The services as the data plane gets them after the health checks' verdicts."""
+        health = self.health if health is None else health
         out = []
         for svc in services:
-            verdicts = {b: Verdict(h.up, h.weight) for (sid, b), h in self.health.items() if sid == svc.id}
+            verdicts = {b: Verdict(h.up, h.weight) for (sid, b), h in health.items() if sid == svc.id}
             out.append(effective(svc, verdicts, self._quorum.get(svc.id, True)))
         return out
 
