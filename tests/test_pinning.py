@@ -148,3 +148,20 @@ def test_a_move_that_cannot_fit_is_refused_and_undone(pin_dir):
     with open_dp(pin_dir) as again:  # undone: the original maps, untouched
         assert again.simulate(pk.tcp()).verdict == "TX"
     assert not Path(f"{pin_dir}-old").exists()
+
+
+@pytest.mark.unit
+def test_prune_removes_the_directors_root_with_its_last_pin_directory(tmp_path):
+    root = tmp_path / "xdplb"
+    for name in ("lb1", "lb2"):
+        (root / name).mkdir(parents=True)
+    pinning.prune(root / "lb1")
+    assert not (root / "lb1").exists() and root.exists()  # lb2's pins are still there
+    (root / "lb2" / "conntrack").touch()
+    pinning.prune(root / "lb2")
+    assert (root / "lb2").exists()  # not empty: left alone
+    (root / "lb2" / "conntrack").unlink()
+    pinning.prune(root / "lb2")
+    assert not root.exists() and tmp_path.exists()
+    pinning.prune(Path("/sys/fs/bpf/xdplb-none"))  # the bpffs mount itself is never removed
+    assert Path("/sys/fs/bpf").is_dir()

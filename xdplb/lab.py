@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from xdplb import config as cfg
-from xdplb import net
+from xdplb import net, pinning
 from xdplb.sizes import Sizes
 from xdplb.store import STATE_FILE, State
 
@@ -280,6 +280,7 @@ class Lab:
             if path.exists():
                 shutil.rmtree(path)  # bpffs: each pin unlinked, then the directory
                 log.info("removed the pinned maps in %s", path)
+        pinning.prune(pins)  # the root of every director's pins, when this was the last
 
     def desired_state(self, host: str) -> State | None:
         """A director's desired state as its daemon saved it (read, never through Store: loading a store

@@ -98,6 +98,17 @@ def unpin(pin_dir: Path) -> list[str]:
         if path.exists():
             path.unlink()
             gone.append(name)
-    if pin_dir.exists() and not any(pin_dir.iterdir()):
-        pin_dir.rmdir()
+    prune(pin_dir)
     return gone
+
+
+def prune(pin_dir: Path) -> None:
+    """Removes a pin directory and then its parent (the director's root, which `mkdir(parents=True)`
+    made) when they are left empty; never the bpffs mount itself."""
+    for path in (pin_dir, pin_dir.parent):
+        if path.parent == path or path.is_mount():
+            return
+        if path.is_dir():
+            if any(path.iterdir()):
+                return
+            path.rmdir()
