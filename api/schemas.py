@@ -136,3 +136,17 @@ class SimulationView(BaseModel):
     frame_out: str = Field(description="the frame the balancer would send, hex")
     summary_in: str
     summary_out: str
+
+
+class BackendHealth(BaseModel):
+    service: str
+    backend: str
+    up: bool
+    state: str = Field(description="up or down")
+    check: str = Field(description="the check's type")
+    reason: str = Field(description="why it is in this state: the last result")
+    weight: int | None = Field(description="a MISC dynamic check's weight")
+    since: float | None = Field(description="Unix time of the last transition")
+    checked: float | None = Field(description="Unix time of the last result")
+    successes: int
+    failures: int

@@ -210,12 +210,10 @@ class Manager:
 
     def _effective(self, services: list[Service], health: dict | None = None) -> list[Outcome]:
         """The services as the data plane gets them after the health checks' verdicts."""
-        health = self.health if health is None else health
-        out = []
-        for svc in services:
-            verdicts = {b: Verdict(h.up, h.weight) for (sid, b), h in health.items() if sid == svc.id}
-            out.append(effective(svc, verdicts, self._quorum.get(svc.id, True)))
-        return out
+        verdicts: dict[str, dict[IPAddress, Verdict]] = {}
+        for (sid, backend), h in (self.health if health is None else health).items():
+            verdicts.setdefault(sid, {})[backend] = Verdict(h.up, h.weight)
+        return [effective(svc, verdicts.get(svc.id, {}), self._quorum.get(svc.id, True)) for svc in services]
 
     def _apply(self, outcomes: list[Outcome], timeouts: Timeouts, nexthops: dict | None = None) -> Applied:
         """A reconciler pass over the effective services; once it is through, quorum changes are

@@ -8,13 +8,11 @@ starts from its first interval's rate.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger(__name__)
+from xdplb.periodic import Periodic
 
 INTERVAL_S = 2.0
 SMOOTHING = 0.25  # IPVS: avg += (rate - avg) >> 2
@@ -36,21 +34,16 @@ class RateEstimator:
 
     def __init__(self, read: Callable[[], Sample], interval: float = INTERVAL_S) -> None:
         self._read = read
-        self.interval = interval
         self._estimates: dict[tuple[str, str | None], _Estimate] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("rates", interval, self.sample)  # a service removed mid-read: next time
 
     def start(self) -> RateEstimator:
-        self._thread = threading.Thread(target=self._run, name="xdplb-rates", daemon=True)
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
+        self._periodic.stop()
 
     def rates(self, service: str, backend: str | None = None) -> dict[str, float]:
         """cps, inpps, outpps, inbps, outbps (0 until one interval went by)."""
@@ -74,13 +67,3 @@ class RateEstimator:
                 est.avg = rate if est.avg is None else {f: est.avg[f] + (rate[f] - est.avg[f]) * SMOOTHING
                                                          for f in FIELDS}
                 est.last = dict(counters)
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(self.interval):
-            now = time.monotonic()
-            try:
-                self.sample(now - last)
-            except Exception:  # a service removed mid-read: the next tick reads again
-                log.exception("rate sample failed")
-            last = now

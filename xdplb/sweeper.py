@@ -8,34 +8,30 @@ and the next one runs on time: a sweeper that stopped would let the counts drift
 from __future__ import annotations
 
 import logging
-import threading
 
 from xdplb.datapath import Datapath, Sweep
+from xdplb.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
     def __init__(self, dp: Datapath, interval: float = 2.0) -> None:
-        if interval <= 0:
-            raise ValueError("the sweep interval must be positive")
-        self.dp, self.interval = dp, interval
+        self.dp = dp
         self.last: Sweep | None = None
         self.passes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("sweeper", interval, self._sweep)
+
+    @property
+    def interval(self) -> float:
+        return self._periodic.interval
 
     def start(self) -> Sweeper:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="xdplb-sweeper", daemon=True)
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-            self._thread = None
+        self._periodic.stop()
 
     def __enter__(self) -> Sweeper:
         return self.start()
@@ -43,13 +39,8 @@ class Sweeper:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.last = self.dp.sweep()
-                self.passes += 1
-            except Exception:
-                log.exception("sweep failed; the next one runs in %.1f s", self.interval)
-            else:
-                if self.last.expired or self.last.corrected:
-                    log.debug("sweep: %s", self.last)
+    def _sweep(self, _elapsed: float) -> None:
+        self.last = self.dp.sweep()
+        self.passes += 1
+        if self.last.expired or self.last.corrected:
+            log.debug("sweep: %s", self.last)

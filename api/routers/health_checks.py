@@ -10,27 +10,13 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
 from xdplb.api.deps import Context, ReadAccess
+from xdplb.api.schemas import BackendHealth
 from xdplb.model import parse_key
 
 router = APIRouter(prefix="/v1", tags=["health"])
 KEEPALIVE_S = 15.0
-
-
-class BackendHealth(BaseModel):
-    service: str
-    backend: str
-    up: bool
-    state: str = Field(description="up or down")
-    check: str = Field(description="the check's type")
-    reason: str = Field(description="why it is in this state: the last result")
-    weight: int | None = Field(description="a MISC dynamic check's weight")
-    since: float | None = Field(description="Unix time of the last transition")
-    checked: float | None = Field(description="Unix time of the last result")
-    successes: int
-    failures: int
 
 
 @router.get("/health", dependencies=[ReadAccess])
