@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from xdplb.manager import Manager
 from xdplb.rates import RateEstimator
+from xdplb.vrrp.control import SpeakerClient
 
 
 @dataclass
@@ -18,3 +19,4 @@ class ApiContext:
     director: str = ""                           # its name (the daemon's configuration)
     ingress_ifindex: int = 0                     # where simulated frames arrive (the director's interface)
     problems: Callable[[], list[str]] = field(default=lambda: [])  # why the director is not ready (readyz)
+    ha: SpeakerClient | None = None              # the VRRP speaker's control socket; None: no `ha` section

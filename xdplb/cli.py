@@ -62,6 +62,23 @@ def daemon(config: Path = ConfigOpt, netns: str | None = NetnsOpt) -> None:
 
 
 @app.command()
+def speaker(config: Path = ConfigOpt, netns: str | None = NetnsOpt) -> None:
+    """Run a director's VRRP speaker (the configuration's `ha` section). The daemon starts one when
+    none answers; it runs on while the daemon restarts, and `xdplb stop --detach` ends it."""
+    import logging
+
+    from xdplb.config import ConfigError
+    from xdplb.vrrp import speaker as speaker_mod
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        raise typer.Exit(speaker_mod.run(config, netns))
+    except (ConfigError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+@app.command()
 def stop(config: Path = ConfigOpt, netns: str | None = NetnsOpt,
          detach: bool = typer.Option(False, "--detach", help="also remove the balancer and its pinned maps")) -> None:
     """Stop a director's daemon; the balancer keeps forwarding unless --detach."""
@@ -215,6 +232,9 @@ def decap_status() -> None:
 from xdplb.cli_ops import register  # noqa: E402  (the operator commands, against a director's API)
 
 register(app)
+from xdplb.cli_ha import ha_app  # noqa: E402  (xdplb ha: the VRRP instances, through the API)
+
+app.add_typer(ha_app, name="ha")
 
 if __name__ == "__main__":
     app()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -21,29 +20,20 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from xdplb.config_types import NAME, IfName
 from xdplb.model import Service, Timeouts
 from xdplb.sizes import Sizes
+from xdplb.vrrp.config import HaSettings
 
 PIN_ROOT = Path("/sys/fs/bpf/xdplb")
 STATE_ROOT = Path("/var/lib/xdplb")
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_IFNAME = re.compile(r"[^/:\s]{1,15}")  # the kernel's dev_valid_name: under IFNAMSIZ, no '/', ':' or space
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a path component under bpffs (no dots there) and /var/lib
 
 Loc = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
 Size = Annotated[int, Field(ge=1)]
-
-
-def _ifname(name: str) -> str:
-    if not _IFNAME.fullmatch(name) or name in (".", ".."):
-        raise ValueError(f"{name!r} is not an interface name")
-    return name
-
-
-IfName = Annotated[str, AfterValidator(_ifname)]
 
 
 class ConfigError(ValueError):
@@ -112,7 +102,7 @@ class Director(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
+        if not NAME.fullmatch(v):
             raise ValueError(f"director name {v!r}: letters, digits, '_', '-' (up to 64; bpffs refuses dots), "
                              "it names directories")
         return v
@@ -178,7 +168,7 @@ class Config(_Strict):
     services: ServiceList = []
     timeouts: Timeouts = Timeouts()
     checks: dict = Field({}, description="health checks: a later issue")
-    ha: dict | None = Field(None, description="VRRP and connection sync: a later issue")
+    ha: HaSettings | None = Field(None, description="VRRP instances (the speaker); none: no high availability")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -39,15 +39,18 @@ from xdplb.manager import Manager, ManagerError
 from xdplb.rates import RateEstimator
 from xdplb.store import State, Store
 from xdplb.sweeper import Sweeper
+from xdplb.vrrp.supervisor import Supervisor, shutdown_speaker
 
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
+SPEAKER_REFRESH = 5.0  # seconds between reminders to the speaker of the services' health
 
 
 class Daemon:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, netns: str | None = None) -> None:
         self.config_path = config_path
+        self.netns = netns
         self.config: Config = load_config(config_path)
         self.store = Store(self.config.director.state_dir)
         self.dp: Datapath | None = None
@@ -56,6 +59,8 @@ class Daemon:
         self.rates: RateEstimator | None = None
         self.api: ApiServer | None = None
         self.monitor = None
+        self.supervisor: Supervisor | None = None
+        self._ha_stop = threading.Event()
         self.attached: dict[str, str] = {}
         self.reloads = 0                       # SIGHUPs handled, and why the last one was refused
         self.reload_error: str | None = None
@@ -78,6 +83,8 @@ class Daemon:
         self.sweeper = Sweeper(self.dp).start()
         self.rates = RateEstimator(self.manager.counters).start()
         self.manager.listeners.append(lambda _m: self.write_status())
+        if self.config.ha:
+            self._start_speaker()
         if self.config.api.enabled:
             self.api = ApiServer(create_app(self._api_context(token)), self.config.api.listen).start()
         log.info("director %s: %d services, attached to %s", d.name, applied.services, self.attached)
@@ -86,7 +93,28 @@ class Daemon:
     def _api_context(self, token: str) -> ApiContext:
         first = self.config.director.interfaces[0]
         return ApiContext(self.manager, token, self.config.api.auth_reads, self.rates, self.config.director.name,
-                          ingress_ifindex=socket.if_nametoindex(first), problems=self._problems)
+                          ingress_ifindex=socket.if_nametoindex(first), problems=self._problems,
+                          ha=self.supervisor.client if self.supervisor else None)
+
+    def _start_speaker(self) -> None:
+        """The VRRP speaker (one left running by a previous run is kept), then a thread telling it
+        which services lost their quorum: after each change, and every few seconds in case it restarted."""
+        d, ha = self.config.director, self.config.ha
+        self.supervisor = Supervisor(self.config_path, ha.socket_path(d.state_dir), d.state_dir / "vrrp.log",
+                                     self.netns)
+        self.supervisor.ensure()
+        self.supervisor.services_down(self.manager.without_quorum())
+        threading.Thread(target=self._tell_speaker, name="xdplb-ha", daemon=True).start()
+
+    def _tell_speaker(self) -> None:
+        last, told = self.manager.events.last_id, time.monotonic()
+        while not self._ha_stop.is_set():
+            events = self.manager.events.since(last, SPEAKER_REFRESH)
+            last = events[-1].id if events else last
+            if time.monotonic() - told > SPEAKER_REFRESH:
+                self.supervisor.forget()
+                told = time.monotonic()
+            self.supervisor.services_down(self.manager.without_quorum())
 
     def _problems(self) -> list[str]:
         """Why the director is not ready: an interface that lost its program."""
@@ -116,6 +144,9 @@ class Daemon:
             return str(e)
         if (config.director, config.api) != (self.config.director, self.config.api):
             return f"the director or api section of {self.config_path} changed; that needs a restart"
+        if config.ha != self.config.ha:
+            return (f"the ha section of {self.config_path} changed; the VRRP speaker reads it when it starts "
+                    "(xdplb stop --detach, then start the daemon)")
         try:
             self.manager.replace(config.services, config.timeouts)
         except ManagerError as e:
@@ -124,7 +155,8 @@ class Daemon:
         return None
 
     def stop(self) -> None:
-        """Leaves the balancer attached and forwarding with its pinned maps."""
+        """Leaves the balancer attached and forwarding with its pinned maps, and the VRRP speaker running."""
+        self._ha_stop.set()
         for part in (self.api, self.monitor, self.rates, self.sweeper):
             if part:
                 part.stop()
@@ -173,7 +205,7 @@ def run(config_path: Path, netns: str | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     with net.in_netns(netns) if netns else contextlib.nullcontext():
-        daemon = Daemon(config_path)
+        daemon = Daemon(config_path, netns)
         daemon.start()
         try:
             while True:
@@ -200,6 +232,9 @@ def stop(config_path: Path, netns: str | None = None, detach: bool = False, time
         os.kill(pid, signal.SIGTERM)
         _wait_gone(pid, timeout)
         done.append(f"daemon {pid} stopped")
+    if detach and config.ha:  # hand the VIPs over before the balancer goes
+        stopped = shutdown_speaker(config.ha.socket_path(d.state_dir))
+        done += [stopped] if stopped else []
     if detach:
         with net.in_netns(netns) if netns else contextlib.nullcontext():
             for ifname in d.interfaces:

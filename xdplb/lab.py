@@ -36,10 +36,12 @@ from xdplb import config as cfg
 from xdplb import net, pinning
 from xdplb.sizes import Sizes
 from xdplb.store import STATE_FILE, State
+from xdplb.vrrp.control import SpeakerClient
 
 if TYPE_CHECKING:
     from xdplb.datapath import Datapath
     from xdplb.model import Service
+    from xdplb.vrrp.config import HaSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,13 @@ class Host:
         seg = SEGMENTS[segment]
         return f"{seg['v4']}.{self.number}" if version == 4 else f"{seg['v6']}:{self.number}"
 
-    def role_args(self, state: Path) -> list[str]:
-        """The arguments every role script takes (lab/roles/common.sh)."""
+    def role_args(self, state: Path, static_vip: bool = True) -> list[str]:
+        """The arguments every role script takes (lab/roles/common.sh). Without static VIPs (an HA
+        lab) no director is given them: the VRRP speakers move them."""
         args = ["--name", self.name, "--number", str(self.number), "--state", str(state)]
         for segment in self.segments:
             args += [f"--{segment}", segment]
-        return args + (["--vip"] if self.vip else [])
+        return args + (["--vip"] if self.vip and static_vip else [])
 
 
 HOSTS = [Host(h["name"], h["role"], h["number"], tuple(h["segments"]), h.get("vip", False))
@@ -139,12 +142,16 @@ class Lab:
 
     # ---- up and down -------------------------------------------------------------------------
 
-    def up(self, xdp: str = "native", progress: Progress = log.info) -> None:
-        """Build the lab from nothing (an existing one is taken down first)."""
+    def up(self, xdp: str = "native", progress: Progress = log.info, ha: bool = False) -> None:
+        """Build the lab from nothing (an existing one is taken down first). `ha`: no director holds
+        the VIPs statically; the directors' VRRP speakers elect the one that does."""
         if xdp not in ("native", "generic"):
             raise LabError(f"xdp mode must be native or generic, not {xdp}")
         self.down()
         try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / "xdp").write_text(xdp)
+            (self.state_dir / "ha").write_text("1" if ha else "")
             progress("switch: bridges for the edge, front and back segments")
             net.create_netns(self.switch)
             with net.in_netns(self.switch):
@@ -159,8 +166,6 @@ class Lab:
             if xdp == "native":
                 progress("bridge ports: XDP_PASS (veth delivers XDP_TX only to a peer running XDP)")
                 self._bridge_port_programs()
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            (self.state_dir / "xdp").write_text(xdp)
         except BaseException:
             self.down()
             raise
@@ -188,14 +193,54 @@ class Lab:
             for segment in host.segments:
                 net.plug(segment, f"{host.name}-{segment}"[:15], f"br-{segment}", self.ns(host.name),
                          host.mac(segment))
+        if self.ha and host.role == "director":
+            # A NIC drops unicast frames for another MAC before XDP sees them; a veth does not. When a
+            # director dies the bridge floods frames for its MAC, and the other director's balancer
+            # would forward them before it is master: the failover would look instantaneous.
+            for port in self.ports(host.name):
+                subprocess.run(["ip", "netns", "exec", self.switch, "bridge", "link", "set", "dev", port,
+                                "flood", "off"], check=True, capture_output=True)
 
     def _configure(self, host: Host) -> None:
-        args = host.role_args(self.state_dir / host.name)
+        args = host.role_args(self.state_dir / host.name, static_vip=not self.ha)
         self.exec(host.name, ["bash", str(ROLES / f"{host.role}.sh"), *args], check=True,
                   env={**os.environ, "XDPLB": XDPLB_CMD})
 
     def _bridge_port_programs(self) -> None:
-        self.restore_port_program(*(f"{h.name}-{segment}"[:15] for h in HOSTS for segment in h.segments))
+        self.restore_port_program(*(port for h in HOSTS for port in self.ports(h.name)))
+
+    @staticmethod
+    def ports(host: str) -> list[str]:
+        """A host's bridge ports in the switch namespace, one per segment it is on."""
+        return [f"{host}-{segment}"[:15] for segment in BY_NAME[host].segments]
+
+    # ---- failures of a whole host ------------------------------------------------------------
+
+    def cut(self, host: str, connected: bool = False) -> None:
+        """Takes a host's cables out (its bridge ports down: it hears nobody, nobody hears it), or
+        puts them back (`connected=True`)."""
+        with net.in_netns(self.switch):
+            for port in self.ports(host):
+                net.set_link_up(port, connected)
+
+    def destroy(self, host: str) -> None:
+        """A dead host: its namespace deleted with every process in it (a director's daemon and
+        speaker too); its pinned maps stay, as they would on a host that reboots."""
+        name = self.ns(host)
+        pids = net.namespace_pids(name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_dead(pids)
+        net.remove_netns(name)
+
+    def rebuild(self, host: str) -> None:
+        """A destroyed host back, wired and configured as `up` made it."""
+        h = BY_NAME[host]
+        self._wire(h)
+        self._configure(h)
+        if self.xdp_mode == "native":
+            self.restore_port_program(*self.ports(host))
 
     def restore_port_program(self, *ports: str) -> None:
         """(Re)attach the XDP_PASS program of bridge ports (compiled once for all of them)."""
@@ -249,6 +294,11 @@ class Lab:
                 return
             time.sleep(0.02)
         raise LabError(f"{host}: nginx {pid} did not stop in {timeout:.0f} s")
+
+    @property
+    def ha(self) -> bool:
+        path = self.state_dir / "ha"
+        return path.exists() and path.read_text() == "1"
 
     @property
     def xdp_mode(self) -> str:
@@ -329,8 +379,9 @@ class Director:
     The daemon keeps the connections across changes: there is no flush."""
 
     def __init__(self, lab: Lab, host: str, sizes: Sizes = LAB_SIZES, ifname: str = "front",
-                 deadline: float = DAEMON_DEADLINE) -> None:
+                 deadline: float = DAEMON_DEADLINE, ha: HaSettings | None = None) -> None:
         self.lab, self.host, self.sizes, self.ifname, self.deadline = lab, host, sizes, ifname, deadline
+        self.ha = ha  # VRRP instances: the daemon starts their speaker
         self.name = lab.director_name(host)
         self.pin_dir = lab.pin_dir(host)
         self.dir = lab.daemon_dir(host)
@@ -489,7 +540,8 @@ class Director:
     def _config(self) -> cfg.Config:
         director = cfg.Director(name=self.name, interfaces=[self.ifname], xdp_mode=self.lab.xdp_mode,
                                 pin_dir=self.pin_dir, state_dir=self.state_dir, sizes=self.sizes)
-        return cfg.Config(director=director, services=self.services, api=cfg.ApiSettings(listen=f"unix:{self.socket}"))
+        return cfg.Config(director=director, services=self.services, api=cfg.ApiSettings(listen=f"unix:{self.socket}"),
+                          ha=self.ha)
 
     @property
     def socket(self) -> Path:
@@ -499,6 +551,18 @@ class Director:
     @property
     def token_file(self) -> Path:
         return self.state_dir / "api.token"
+
+    @property
+    def speaker(self) -> SpeakerClient:
+        """The control socket of this director's VRRP speaker."""
+        return SpeakerClient(self.ha.socket_path(self.state_dir) if self.ha else self.state_dir / "vrrp.sock")
+
+    def vrrp_pid(self) -> int:
+        return self.speaker.status()["pid"]
+
+    def vrrp(self, instance: int = 0) -> dict:
+        """One VRRP instance's status, from the speaker."""
+        return self.speaker.status()["instances"][instance]
 
     def _write_config(self) -> None:
         try:

@@ -10,7 +10,7 @@ import re
 import subprocess
 from collections import Counter
 
-from xdplb.lab import BY_NAME, VIP4, VIP6, Lab
+from xdplb.lab import BY_NAME, ROLES, VIP4, VIP6, Lab
 from xdplb.model import Backend, IPAddress, Service
 
 DR_WEIGHTS = {"rs1": 3, "rs2": 2, "rs3": 1}
@@ -139,3 +139,23 @@ def _parse_wrk(out: str) -> dict:
         "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
     }
+
+
+class UdpProbe:
+    """lab/roles/udp_probe.py on the client: a datagram every `interval` seconds to the VIP's UDP echo,
+    for as long as the block runs; `result` then says how many were answered and the longest gap."""
+
+    def __init__(self, lab: Lab, version: int = 4, port: int = 9000, interval: float = 0.001) -> None:
+        self.lab, self.args = lab, [vip(version), str(port), str(interval)]
+        self.proc: subprocess.Popen | None = None
+        self.result: dict = {}
+
+    def __enter__(self) -> UdpProbe:
+        self.proc = self.lab.popen("client", ["python3", str(ROLES / "udp_probe.py"), *self.args],
+                                   stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        self.result = json.loads(out) if out.strip() else {}

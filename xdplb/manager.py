@@ -175,6 +175,10 @@ class Manager:
         self.events.publish("health", service=health.service, backend=str(health.backend),
                             state="up" if health.up else "down", reason=health.reason, weight=health.weight)
 
+    def without_quorum(self) -> list[str]:
+        """The services whose quorum is lost (by default: no backend is up), as the data plane has them."""
+        return sorted(sid for sid, holds in self._quorum.items() if not holds)
+
     def health_states(self) -> list[tuple[Watch, Health | None]]:
         """Every watched backend with its health as the data plane applies it: the monitor's latest
         word once the manager has applied it (until then the one before, None for none)."""

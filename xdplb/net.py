@@ -151,6 +151,12 @@ def configure_link(ifname: str, *cidrs: str) -> Link:
         return Link(ifname, idx, ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS"))
 
 
+def set_link_up(ifname: str, up: bool) -> None:
+    """An interface of the current namespace administratively up or down."""
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], state="up" if up else "down")
+
+
 def add_route(dst: str, gateway: str) -> None:
     with IPRoute() as ipr:
         ipr.route("add", dst=dst, gateway=gateway)
@@ -200,3 +206,64 @@ def local_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
 
 def list_netns() -> list[str]:
     return list(netns.listnetns())
+
+
+# ---- VRRP: the VIPs moving between directors -------------------------------------------------
+
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RT_SCOPE_LINK = 253
+
+
+@dataclass(frozen=True)
+class LinkState:
+    ifindex: int
+    mac: str
+    up: bool  # administratively up with carrier: frames can leave
+
+
+def link_state(ifname: str) -> LinkState | None:
+    """An interface of the current namespace, or None when there is none by that name."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return None
+        link = ipr.get_links(idx[0])[0]
+        flags = link["flags"]
+        return LinkState(idx[0], link.get_attr("IFLA_ADDRESS"), bool(flags & IFF_UP and flags & IFF_LOWER_UP))
+
+
+def primary_address(ifname: str, family: int, exclude: frozenset = frozenset()) -> IPAddress | None:
+    """The address an interface speaks from: its first global IPv4 address, or its IPv6 link-local
+    address (RFC 5798 5.1.2.1), leaving out `exclude` (the VIPs it may hold)."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return None
+        want_scope = 0 if family == 4 else RT_SCOPE_LINK
+        for a in ipr.get_addr(index=idx[0], family=AF[family]):
+            addr = ipaddress.ip_address(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"))
+            if a["scope"] == want_scope and addr not in exclude:
+                return addr
+    return None
+
+
+AF = {4: 2, 6: 10}
+
+
+def set_address(ifname: str, interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, present: bool) -> bool:
+    """Adds or removes an address on an interface of the current namespace; whether it changed
+    anything (adding one that is there, or removing one that is not, is no error)."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            raise OSError(f"no interface {ifname}")
+        there = any(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) == interface.ip
+                    and a["prefixlen"] == interface.network.prefixlen
+                    for a in ipr.get_addr(index=idx[0], family=AF[interface.version]))
+        if there == present:
+            return False
+        flags = IFA_F_NODAD if interface.version == 6 else 0
+        ipr.addr("add" if present else "del", index=idx[0], address=str(interface.ip),
+                 prefixlen=interface.network.prefixlen, flags=flags)
+        return True

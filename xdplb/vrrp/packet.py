@@ -72,8 +72,8 @@ def encode(advert: Advert, source: IPAddress, destination: IPAddress, pseudo_hea
     header = _HEADER.pack(VERSION << 4 | TYPE_ADVERTISEMENT, advert.vrid, advert.priority,
                           len(advert.addresses), advert.interval_cs, 0)
     message = header + b"".join(a.packed for a in advert.addresses)
-    covered = _pseudo_header(source, destination, len(message)) + message if pseudo_header else message
-    return message[:6] + struct.pack("!H", _checksum(covered)) + message[8:]
+    covered = _vrrp_pseudo_header(source, destination, len(message)) + message if pseudo_header else message
+    return message[:6] + struct.pack("!H", internet_checksum(covered)) + message[8:]
 
 
 def decode(payload: bytes, source: IPAddress, destination: IPAddress) -> Received:
@@ -205,20 +205,28 @@ def _ones_sum(data: bytes) -> int:
     return total
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the one's complement of the one's complement sum. Public because
+    other messages over IP (ICMPv6 for neighbour advertisements) share it."""
     return ~_ones_sum(data) & 0xFFFF
 
 
-def _pseudo_header(source: IPAddress, destination: IPAddress, length: int) -> bytes:
+def pseudo_header(source: IPAddress, destination: IPAddress, length: int, next_header: int) -> bytes:
+    """The IP pseudo-header an upper-layer checksum covers; `next_header` is the protocol number
+    (112 for VRRP, 58 for ICMPv6)."""
     if source.version == 4:  # RFC 768/793 layout: zero, protocol, 16-bit length
-        return source.packed + destination.packed + struct.pack("!BBH", 0, PROTO_VRRP, length)
-    return source.packed + destination.packed + struct.pack("!I3xB", length, PROTO_VRRP)  # RFC 8200 8.1
+        return source.packed + destination.packed + struct.pack("!BBH", 0, next_header, length)
+    return source.packed + destination.packed + struct.pack("!I3xB", length, next_header)  # RFC 8200 8.1
+
+
+def _vrrp_pseudo_header(source: IPAddress, destination: IPAddress, length: int) -> bytes:
+    return pseudo_header(source, destination, length, PROTO_VRRP)
 
 
 def _checksum_variant(payload: bytes, source: IPAddress, destination: IPAddress) -> bool:
     """True when the checksum covers the pseudo-header, False for the IPv4 one without it; a sum over
     a message that includes its own correct checksum folds to 0xFFFF."""
-    if _ones_sum(_pseudo_header(source, destination, len(payload)) + payload) == 0xFFFF:
+    if _ones_sum(_vrrp_pseudo_header(source, destination, len(payload)) + payload) == 0xFFFF:
         return True
     if source.version == 4 and _ones_sum(payload) == 0xFFFF:
         return False
@@ -252,7 +260,7 @@ def _ipv4_header(source: IPv4Address, destination: IPv4Address, payload_len: int
     # ID 0 with DF: an atomic datagram (RFC 6864); at most 1048 bytes, it never needs fragmenting.
     header = struct.pack("!BBHHHBBH4s4s", 0x45, TOS_CS6, 20 + payload_len, 0, _DF, TTL, PROTO_VRRP, 0,
                          source.packed, destination.packed)
-    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
 
 
 def _ipv6_header(source: IPv6Address, destination: IPv6Address, payload_len: int) -> bytes:

@@ -1,0 +1,291 @@
+"""High availability end to end: lb1 (VRRP priority 150) and lb2 (100) in a lab of their own where no
+director holds the VIPs statically; their speakers elect the one that does. A client's traffic goes
+router -> VIP (ARP) -> the master's XDP balancer -> rs1..rs3 (DR, mh: both directors place a flow
+alike, so connections survive a failover without sync).
+
+lb1's death is a dead host, not a dead daemon: its cables out (bridge ports down) or its namespace
+deleted. The interruption is measured with a UDP datagram every millisecond through the VIP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from xdplb import net
+from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab
+from xdplb.labclients import UdpProbe, address_of, dr_service, http_names, stream, url
+from xdplb.vrrp.config import HaSettings
+from xdplb.vrrp.packet import PROTO_VRRP, Advert, encode, internet_checksum, pseudo_header
+
+pytestmark = [pytest.mark.ha, pytest.mark.lab]
+
+INTERVAL = 0.1            # advertisement interval: master down after 3 x 0.1 s + skew
+TAKEOVER_DEADLINE = 2.0   # generous: the behaviour, not the speed (bench numbers are in the README)
+SERVERS = {"rs1", "rs2", "rs3"}
+
+
+def ha_settings(priority: int, **kw: object) -> HaSettings:
+    return HaSettings(instances=[{
+        "name": "VI_1", "interface": "front", "vrid": 51, "priority": priority, "advert_interval": INTERVAL,
+        "addresses": [f"{VIP4}/32"], "excluded_addresses": [f"{VIP6}/128"], **kw}])
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float = 10.0) -> float:
+    """Seconds until `done()`; fails the test with `what` after `timeout`."""
+    start = time.monotonic()
+    while not done():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def state(director: Director) -> str | None:
+    try:
+        return director.vrrp()["state"]
+    except Exception:  # its speaker is gone (a dead host)
+        return None
+
+
+def holds_vip(lab: Lab, host: str) -> bool:
+    with net.in_netns(lab.ns(host)):
+        return f"{VIP4}/32" in net.addresses("front")
+
+
+def router_mac_for_vip(lab: Lab) -> str | None:
+    res = lab.exec("router", ["ip", "neigh", "show", VIP4, "dev", "front"])
+    parts = res.stdout.split()
+    return parts[parts.index("lladdr") + 1] if "lladdr" in parts else None
+
+
+@pytest.fixture(scope="module")
+def ha_lab() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    lab = Lab(prefix=f"xh{os.getpid()}")
+    lab.up(os.environ.get("XDPLB_LAB_XDP", "native"), ha=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def pair(ha_lab: Lab) -> Iterator[tuple[Director, Director]]:
+    lb1 = Director(ha_lab, "lb1", ha=ha_settings(150))
+    lb2 = Director(ha_lab, "lb2", ha=ha_settings(100))
+    try:
+        for d in (lb1, lb2):
+            d.attach()
+            for svc in (dr_service("tcp", 80, scheduler="mh"), dr_service("udp", 9000, scheduler="mh")):
+                d.set_service(svc)
+        wait_for("lb1 master", lambda: state(lb1) == "master" and state(lb2) == "backup")
+        yield lb1, lb2
+    finally:
+        for d in (lb1, lb2):
+            d.close()
+
+
+@pytest.fixture
+def ha(pair: tuple[Director, Director]) -> Iterator[tuple[Director, Director]]:
+    """The pair as a test finds it: both up, lb1 master; put back so after the test."""
+    lb1, lb2 = pair
+    yield lb1, lb2
+    lab = lb1.lab
+    lab.cut("lb1", connected=True)
+    lab.cut("lb2", connected=True)
+    lab.exec("lb2", ["nft", "delete", "table", "inet", "xdplb_test"])
+    for d in (lb1, lb2):
+        if lab.ns(d.host) not in net.list_netns():
+            lab.rebuild(d.host)
+        if not d.running:
+            d.start()
+        d.speaker.failover("auto")
+        d.speaker.maintenance(False)
+    wait_for("lb1 master again", lambda: state(lb1) == "master" and state(lb2) == "backup")
+
+
+def transitions(director: Director) -> int:
+    return len(director.vrrp()["transitions"])
+
+
+def mac(host: str) -> str:
+    return BY_NAME[host].mac("front")
+
+
+# ---- election ---------------------------------------------------------------------------------
+
+def test_lb1_is_master_and_holds_the_vips(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
+    s1, s2 = lb1.vrrp(), lb2.vrrp()
+    assert (s1["effective_priority"], s2["effective_priority"]) == (150, 100)
+    assert s2["master"] == BY_NAME["lb1"].address("front") and s2["master_priority"] == 150
+    assert set(http_names(lab, url(4), 6)) <= SERVERS
+    assert router_mac_for_vip(lab) == mac("lb1")
+
+
+# ---- a dead lb1 -------------------------------------------------------------------------------
+
+def takeover(lab: Lab, lb1: Director, lb2: Director, kill: Callable[[], None]) -> dict:
+    """Kills lb1 as `kill` says while the probe runs; lb2 must take over. The probe's result."""
+    with UdpProbe(lab) as probe:
+        time.sleep(0.3)
+        kill()
+        wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+        wait_for("the router sends the VIP to lb2", lambda: router_mac_for_vip(lab) == mac("lb2"),
+                 TAKEOVER_DEADLINE)
+        time.sleep(0.5)
+    assert holds_vip(lab, "lb2")
+    r = probe.result
+    assert r["answered"] > 0 and r["last"] >= r["sent"] - 100, f"traffic did not come back through lb2: {r}"
+    print(f"interruption {r['longest_gap'] * 1000:.0f} ms ({r['sent'] - r['answered']} of {r['sent']} lost)")
+    assert r["longest_gap"] < TAKEOVER_DEADLINE
+    return r
+
+
+def test_links_down_lb2_takes_over_and_lb1_preempts_back(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    takeover(lab, lb1, lb2, lambda: lab.cut("lb1"))
+    names = http_names(lab, url(4), 9)  # new connections, through lb2
+    assert set(names) <= SERVERS and sum(names.values()) == 9
+    assert lb2.vrrp()["counters"]["became_master"] >= 1
+    lab.cut("lb1", connected=True)
+    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
+    wait_for("the router sends the VIP to lb1", lambda: router_mac_for_vip(lab) == mac("lb1"))
+    assert not holds_vip(lab, "lb2")
+    assert set(http_names(lab, url(4), 3)) <= SERVERS
+
+
+def test_deleted_namespace_lb2_takes_over_and_a_rebuilt_lb1_preempts(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    takeover(lab, lb1, lb2, lambda: lab.destroy("lb1"))
+    assert set(http_names(lab, url(4), 3)) <= SERVERS
+    lab.rebuild("lb1")
+    lb1.start()  # its daemon starts a new speaker, which starts as backup and preempts
+    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 3)
+    assert set(http_names(lab, url(4), 3)) <= SERVERS
+
+
+def test_mh_connections_survive_a_failover(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    known = {c.client for c in lb2.dp.connections()}
+    download = stream(lab, rate="200k")  # 1 MB over 5 s
+    time.sleep(1.0)
+    lab.cut("lb1")
+    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    out, _ = download.communicate(timeout=30)
+    size, code, server = out.split()
+    assert (int(size), code) == (1 << 20, "200"), out
+    assert server in SERVERS
+    picked_up = [c.backend for c in lb2.dp.connections() if c.client not in known and c.virtual[1] == 80]
+    assert picked_up == [address_of(server)], "lb2 picked the flow up mid-stream, to the same server"
+
+
+# ---- no failover --------------------------------------------------------------------------------
+
+def test_a_daemon_crash_on_lb1_causes_no_failover(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    before = (transitions(lb1), transitions(lb2))
+    speaker_pid = lb1.vrrp_pid()
+    with UdpProbe(lab) as probe:
+        lb1.kill(signal.SIGKILL)
+        time.sleep(1.0)  # three master-down intervals
+        assert state(lb1) == "master" and state(lb2) == "backup"
+        lb1.start()  # finds its speaker running, and leaves it be
+        time.sleep(0.3)
+    assert lb1.vrrp_pid() == speaker_pid
+    assert (transitions(lb1), transitions(lb2)) == before
+    assert probe.result["answered"] >= probe.result["sent"] - 5, probe.result
+
+
+def test_a_split_brain_resolves_to_the_higher_priority(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    deaf = "table inet xdplb_test {\nchain input {\ntype filter hook input priority 0;\nip protocol vrrp drop\n}\n}\n"
+    lab.exec("lb2", ["nft", "-f", "-"], check=True, input=deaf)  # lb2 stops hearing lb1: both masters
+    wait_for("both master", lambda: state(lb1) == "master" and state(lb2) == "master", TAKEOVER_DEADLINE)
+    lab.exec("lb2", ["nft", "delete", "table", "inet", "xdplb_test"], check=True)
+    wait_for("lb2 steps down", lambda: state(lb2) == "backup", TAKEOVER_DEADLINE)
+    assert state(lb1) == "master"
+    assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
+    wait_for("the router sends the VIP to lb1", lambda: router_mac_for_vip(lab) == mac("lb1"), 10)
+
+
+# ---- bad adverts --------------------------------------------------------------------------------
+
+FORGE = r"""
+import socket, sys
+ttl, data = int(sys.argv[1]), bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+for _ in range(5):
+    s.sendto(data, (sys.argv[3], 0))
+"""
+
+
+def sealed(message: bytes, src: ipaddress.IPv4Address) -> bytes:
+    """The message with a right checksum, whatever else is wrong with it."""
+    zeroed = message[:6] + b"\0\0" + message[8:]
+    group = ipaddress.IPv4Address("224.0.0.18")
+    checksum = internet_checksum(pseudo_header(src, group, len(zeroed), PROTO_VRRP) + zeroed)
+    return zeroed[:6] + checksum.to_bytes(2, "big") + zeroed[8:]
+
+
+def test_forged_and_malformed_adverts_change_nothing(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    src = ipaddress.IPv4Address(BY_NAME["rs1"].address("front"))
+    good = encode(Advert(51, 254, 10, (ipaddress.IPv4Address(VIP4),)), src, ipaddress.IPv4Address("224.0.0.18"))
+    bad_checksum = good[:6] + bytes([good[6] ^ 0xFF]) + good[7:]
+    version2 = sealed(bytes([0x21]) + good[1:], src)
+    cases = [(64, good, "ttl"), (255, bad_checksum, "checksum"), (255, version2, "version"),
+             (255, good[:5], "short")]
+    before = (transitions(lb1), transitions(lb2))
+    invalid_before = lb2.vrrp()["counters"]["invalid"]
+    for ttl, data, _ in cases:
+        lab.exec("rs1", ["python3", "-c", FORGE, str(ttl), data.hex(), "224.0.0.18"], check=True)
+    # through the router from the client: TTL 255 arrives as 254, off-link
+    lab.exec("client", ["python3", "-c", FORGE, "255", good.hex(), BY_NAME["lb2"].address("front")], check=True)
+    time.sleep(0.5)
+    invalid = lb2.vrrp()["counters"]["invalid"]
+    for _, _, reason in cases:
+        assert invalid.get(reason, 0) > invalid_before.get(reason, 0), (reason, invalid)
+    assert (transitions(lb1), transitions(lb2)) == before
+    assert state(lb1) == "master" and state(lb2) == "backup"
+
+
+# ---- operator -----------------------------------------------------------------------------------
+
+def test_hand_over_and_take_over(ha):
+    lb1, lb2 = ha
+    lab = lb1.lab
+    lb1.speaker.failover("hand-over")
+    wait_for("lb2 master", lambda: state(lb2) == "master" and state(lb1) == "backup", TAKEOVER_DEADLINE)
+    time.sleep(3 * INTERVAL * 3)
+    assert state(lb2) == "master", "lb1 preempted back after a hand-over"
+    assert set(http_names(lab, url(4), 3)) <= SERVERS
+    lb1.speaker.failover("take-over")
+    wait_for("lb1 master", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE)
+
+
+def test_maintenance_moves_the_vips_and_keeps_them_away(ha):
+    lb1, lb2 = ha
+    lb1.speaker.maintenance(True)
+    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    assert lb1.vrrp()["effective_priority"] == 0 and not holds_vip(lb1.lab, "lb1")
+    lb1.speaker.maintenance(False)
+    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
+
