@@ -12,6 +12,7 @@ from xdplb.api.routers import (
     capture,
     config,
     connections,
+    ha,
     health,
     health_checks,
     info,
@@ -25,11 +26,11 @@ from xdplb.api.routers import metrics as metrics_router
 def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="xdplb", version=__version__,
                   description="A director's REST API: services, backends, the whole configuration, stats, "
-                              "connections, simulation, metrics. Changes need the bearer token.")
+                              "connections, simulation, metrics, high availability. Changes need the bearer token.")
     app.state.ctx = ctx
-    app.state.registry = metrics.registry(ctx.manager)
+    app.state.registry = metrics.registry(ctx.manager, ctx.ha)
     errors.install(app)
     for module in (services, backends, config, stats, connections, simulate, capture, health_checks, info,
-                   metrics_router, health):
+                   metrics_router, health, ha):
         app.include_router(module.router)
     return app

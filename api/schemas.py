@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, computed_field
 
 from xdplb.checks import HealthCheck
+from xdplb.config_types import Name
 from xdplb.diff import StateDiff
 from xdplb.manager import Change
 from xdplb.model import Count, Port, Service, Timeouts, Tunnel, Weight
@@ -150,3 +151,93 @@ class BackendHealth(BaseModel):
     checked: float | None = Field(description="Unix time of the last result")
     successes: int
     failures: int
+
+
+# ---- high availability: the VRRP speaker (xdplb/vrrp) ---------------------------------------------
+
+VrrpState = Literal["init", "backup", "master", "fault"]
+InstanceName = Annotated[Name | None, Field(description="one VRRP instance; null: every instance")]
+
+
+class HaFailover(BaseModel):
+    """`hand-over`: priority 1 and a priority 0 advert, a peer takes over at once and is not preempted
+    back; `take-over`: one above the master's priority, master now; `auto`: neither, the configured
+    priority again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["hand-over", "take-over", "auto"]
+    instance: InstanceName = None
+
+
+class HaPriority(BaseModel):
+    """The instance's priority (the configured one until the speaker restarts); clears a failover."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Annotated[StrictInt, Field(ge=1, le=255, description="255: the address owner, master at once")]
+    instance: InstanceName = None
+
+
+class HaMaintenance(BaseModel):
+    """Maintenance on: never master (a master hands over now); off: back to the election."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: StrictBool
+    instance: InstanceName = None
+
+
+class VrrpTransition(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    at: float = Field(description="Unix time")
+    from_: VrrpState = Field(alias="from")
+    to: VrrpState
+    reason: str
+
+
+class VrrpCounters(BaseModel):
+    """Since the speaker started; the speaker may count more than these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    send_errors: int = 0
+    transitions: int = 0
+    became_master: int = 0
+    address_mismatch: int = Field(0, description="adverts whose addresses differ from ours (accepted)")
+    announcements: int = Field(0, description="gratuitous ARPs and unsolicited NAs sent")
+    invalid: dict[str, int] = Field({}, description="adverts dropped, by reason")
+
+
+class VrrpInstanceStatus(BaseModel):
+    name: str
+    interface: str
+    vrid: int
+    family: int
+    state: VrrpState
+    priority: int = Field(description="configured, or set by the operator")
+    effective_priority: int = Field(description="what it advertises: tracking and failover applied; 0 in "
+                                    "maintenance")
+    override: str | None = Field(description="a failover in force: hand-over or take-over")
+    maintenance: bool
+    faults: list[str] = Field(description="what keeps it in fault")
+    degraded: list[str] = Field(description="what lowers its priority")
+    master: str | None = Field(description="the master's address (ours when master); null when unknown")
+    master_priority: int | None
+    source: str | None = Field(description="the address it advertises from")
+    advert_interval: float
+    preempt: bool
+    addresses: list[str]
+    since: float = Field(description="Unix time of the last transition")
+    transitions: list[VrrpTransition] = Field(description="the last ones, oldest first")
+    counters: VrrpCounters
+
+
+class HaStatus(BaseModel):
+    pid: int = Field(description="the speaker's process")
+    started: float
+    services_down: list[str] = Field(description="tracked services the daemon says lost their quorum")
+    instances: list[VrrpInstanceStatus]

@@ -263,7 +263,19 @@ services:
         tunnel: {encap: ipip, source: 10.100.0.2}
 timeouts: {tcp: 600, udp: 30}
 checks: {http: {path: /health}}
-ha: {vrrp: {vrid: 51}}
+ha:
+  instances:
+    - name: VI_1
+      interface: eth0
+      vrid: 51
+      priority: 150
+      advert_interval: 0.1
+      addresses: [10.100.0.100/32]
+      excluded_addresses: ["fd00:100::100/128", "10.200.0.1/24 dev eth1"]
+      unicast_peers: [10.100.0.3]
+      track_interfaces: [{name: eth1, weight: -60}]
+      track_services: [{service: "tcp:10.100.0.100:80"}]
+      notify: [/usr/local/bin/vrrp-notify, --verbose]
 """
 
 

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from xdplb import net
-from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab
-from xdplb.labclients import UdpProbe, address_of, dr_service, http_names, stream, url
-from xdplb.vrrp.config import HaSettings
+from xdplb.lab import BY_NAME, VIP4, Director, Lab
+from xdplb.labclients import UdpProbe, address_of, dr_service, ha_settings, http_names, stream, url
 from xdplb.vrrp.packet import PROTO_VRRP, Advert, encode, internet_checksum, pseudo_header
 
 pytestmark = [pytest.mark.ha, pytest.mark.lab]
@@ -28,12 +27,6 @@ pytestmark = [pytest.mark.ha, pytest.mark.lab]
 INTERVAL = 0.1            # advertisement interval: master down after 3 x 0.1 s + skew
 TAKEOVER_DEADLINE = 2.0   # generous: the behaviour, not the speed (bench numbers are in the README)
 SERVERS = {"rs1", "rs2", "rs3"}
-
-
-def ha_settings(priority: int, **kw: object) -> HaSettings:
-    return HaSettings(instances=[{
-        "name": "VI_1", "interface": "front", "vrid": 51, "priority": priority, "advert_interval": INTERVAL,
-        "addresses": [f"{VIP4}/32"], "excluded_addresses": [f"{VIP6}/128"], **kw}])
 
 
 def wait_for(what: str, done: Callable[[], bool], timeout: float = 10.0) -> float:
@@ -76,14 +69,20 @@ def ha_lab() -> Iterator[Lab]:
         lab.down()
 
 
+HTTP = dr_service("tcp", 80, scheduler="mh")
+NOTIFY = "notify.log"
+
+
 @pytest.fixture(scope="module")
 def pair(ha_lab: Lab) -> Iterator[tuple[Director, Director]]:
-    lb1 = Director(ha_lab, "lb1", ha=ha_settings(150))
-    lb2 = Director(ha_lab, "lb2", ha=ha_settings(100))
+    # lb1 gives up 60 of its 150 when its HTTP service loses its quorum; lb2's transitions go to a log
+    lb1 = Director(ha_lab, "lb1", ha=ha_settings(150, track_services=[{"service": HTTP.id, "weight": -60}]))
+    log = ha_lab.state_dir / NOTIFY
+    lb2 = Director(ha_lab, "lb2", ha=ha_settings(100, notify=["/bin/sh", "-c", f'echo "$*" >> {log}', "notify"]))
     try:
         for d in (lb1, lb2):
             d.attach()
-            for svc in (dr_service("tcp", 80, scheduler="mh"), dr_service("udp", 9000, scheduler="mh")):
+            for svc in (HTTP, dr_service("udp", 9000, scheduler="mh"), dr_service("tcp", 80, version=6)):
                 d.set_service(svc)
         wait_for("lb1 master", lambda: state(lb1) == "master" and state(lb2) == "backup")
         yield lb1, lb2
@@ -98,6 +97,10 @@ def ha(pair: tuple[Director, Director]) -> Iterator[tuple[Director, Director]]:
     lb1, lb2 = pair
     yield lb1, lb2
     lab = lb1.lab
+    for rs in SERVERS:
+        lab.set_nginx(rs, True)
+    if lb1.running and lb1.services[0].check:
+        lb1.set_service(HTTP)
     lab.cut("lb1", connected=True)
     lab.cut("lb2", connected=True)
     lab.exec("lb2", ["nft", "delete", "table", "inet", "xdplb_test"])
@@ -151,18 +154,28 @@ def takeover(lab: Lab, lb1: Director, lb2: Director, kill: Callable[[], None]) -
     return r
 
 
+def notified(lab: Lab) -> list[str]:
+    path = lab.state_dir / NOTIFY
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def test_links_down_lb2_takes_over_and_lb1_preempts_back(ha):
     lb1, lb2 = ha
     lab = lb1.lab
+    hooks_before = len(notified(lab))
     takeover(lab, lb1, lb2, lambda: lab.cut("lb1"))
     names = http_names(lab, url(4), 9)  # new connections, through lb2
     assert set(names) <= SERVERS and sum(names.values()) == 9
+    names6 = http_names(lab, url(6), 3)  # the IPv6 VIP moved too, announced by unsolicited NA
+    assert set(names6) <= SERVERS and sum(names6.values()) == 3
+    wait_for("lb2's notify hook", lambda: "INSTANCE VI_1 MASTER 100" in notified(lab)[hooks_before:])
     assert lb2.vrrp()["counters"]["became_master"] >= 1
     lab.cut("lb1", connected=True)
     wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
     wait_for("the router sends the VIP to lb1", lambda: router_mac_for_vip(lab) == mac("lb1"))
     assert not holds_vip(lab, "lb2")
     assert set(http_names(lab, url(4), 3)) <= SERVERS
+    wait_for("lb2's notify hook", lambda: "INSTANCE VI_1 BACKUP 100" in notified(lab)[hooks_before:])
 
 
 def test_deleted_namespace_lb2_takes_over_and_a_rebuilt_lb1_preempts(ha):
@@ -190,6 +203,24 @@ def test_mh_connections_survive_a_failover(ha):
     assert server in SERVERS
     picked_up = [c.backend for c in lb2.dp.connections() if c.client not in known and c.virtual[1] == 80]
     assert picked_up == [address_of(server)], "lb2 picked the flow up mid-stream, to the same server"
+
+
+def test_a_tracked_service_losing_its_quorum_lowers_the_priority(ha):
+    """lb1 checks its HTTP service; with every server's nginx stopped the quorum is lost, lb1's daemon
+    tells its speaker, which advertises 150 - 60 = 90, and lb2 (100) preempts it."""
+    lb1, lb2 = ha
+    lab = lb1.lab
+    check = {"type": "tcp", "interval": 0.2, "timeout": 0.5, "rise": 1, "fall": 1}
+    lb1.set_service(dr_service("tcp", 80, scheduler="mh", check=check))
+    for rs in SERVERS:
+        lab.set_nginx(rs, False)
+    wait_for("lb2 preempts", lambda: state(lb2) == "master" and state(lb1) == "backup", 10)
+    s1 = lb1.vrrp()
+    assert s1["effective_priority"] == 90 and any(HTTP.id in d for d in s1["degraded"]), s1
+    for rs in SERVERS:
+        lab.set_nginx(rs, True)
+    wait_for("lb1 preempts back", lambda: state(lb1) == "master" and state(lb2) == "backup", 10)
+    assert lb1.vrrp()["effective_priority"] == 150
 
 
 # ---- no failover --------------------------------------------------------------------------------

@@ -59,8 +59,10 @@ EXPECTED = [
 # (file, line, what the message says) for every item of the site not translated
 EXPECTED_SKIPPED = [
     ("keepalived.conf", 4, "global_defs not translated"),
-    ("keepalived.conf", 15, "vrrp_sync_group not translated: VRRP is imported with issue 9"),
-    ("keepalived.conf", 21, "vrrp_instance not translated: VRRP is imported with issue 9"),
+    ("keepalived.conf", 15, "vrrp_sync_group not translated: xdplb has no sync groups"),
+    ("keepalived.conf", 21, "vrrp_instance VI_WEB runs VRRPv2 in keepalived"),  # its VRRP: test_import_keepalived_vrrp
+    ("keepalived.conf", 27, "authentication not translated: VRRPv3 has no authentication"),
+    ("keepalived.conf", 34, "virtual_ipaddress fd00:100::100/64 moved to excluded_addresses"),
     ("keepalived.conf", 41, "fwmark 80 of group WEB_VIPS not translated: a firewall-mark service"),
     ("keepalived.conf", 51, "alpha not translated: xdplb starts a backend up"),
     ("keepalived.conf", 69, "delay_before_retry not translated: xdplb checks again at the interval"),
@@ -341,7 +343,7 @@ def test_unknown_keywords_are_skipped_as_keepalived_ignores_them():
     imported = keepalived.parse(text)
     assert len(imported.services) == 1
     _says(imported.skipped, [
-        ("keepalived.conf", 1, "linkbeat_use_polling not translated: VRRP is imported with issue 9"),
+        ("keepalived.conf", 1, "linkbeat_use_polling not translated: xdplb reads link states from the kernel"),
         ("keepalived.conf", 2, "net_mask not translated: unknown keyword: keepalived ignores it"),
         ("keepalived.conf", 6, "nat_mask not translated: unknown keyword"),
         ("keepalived.conf", 8, "nb_get_retry not translated: unknown keyword"),

@@ -1,6 +1,7 @@
 """The operator's commands on the whole configuration, and capture: `apply -f` (the daemon's YAML
 shape, checked here first with each problem's line), `config get` (YAML that `apply -f` takes back),
-`import ipvsadm|keepalived` (through xdplb.imports) and `capture` (a pcap of the balancer's traffic).
+`import ipvsadm|keepalived` (through xdplb.imports; keepalived's VRRP instances as the daemon
+configuration's `ha:` section, a file) and `capture` (a pcap of the balancer's traffic).
 
 An import replaces the whole configuration, as `ipvsadm-restore` after `ipvsadm -C` does, all or
 nothing; `--merge` adds the imported services to the running ones instead, refusing any that exists.
@@ -8,7 +9,9 @@ nothing; `--merge` adds the imported services to the running ones instead, refus
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import struct
 import sys
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from xdplb.cli_ops import Ops, OptionalService, err, operator, ops_app, out, rep
 from xdplb.config import ConfigError, parse_services
 from xdplb.imports.result import Imported, ImportFormatError
 from xdplb.model import Protocol, Service, Timeouts
+from xdplb.vrrp.config import HaSettings
 
 config_app = typer.Typer(help="The whole configuration of a director", no_args_is_help=True)
 import_app = typer.Typer(help="Services from LVS tools: ipvsadm-save, keepalived.conf", no_args_is_help=True)
@@ -127,17 +131,78 @@ def import_ipvsadm(ops: Ops, file: Annotated[str, typer.Argument(help="ipvsadm-s
     _import(ops, "ipvsadm", lambda m: m.parse(text, source), dry_run, merge)
 
 
+HaYaml = Annotated[str | None, typer.Option(
+    "--ha-yaml", metavar="PATH", show_default=False,
+    help="write the vrrp_instance blocks to this file as the ha: section of the daemon's configuration "
+         "(with --dry-run too: it changes nothing running)")]
+
+
 @operator(import_app, "keepalived")
 def import_keepalived(ops: Ops, file: Annotated[str, typer.Argument(help="keepalived.conf")],
-                      dry_run: DryRun = False, merge: Merge = False) -> None:
+                      dry_run: DryRun = False, merge: Merge = False, ha_yaml: HaYaml = None) -> None:
     """Replace the configuration with a keepalived.conf's virtual servers, all or nothing.
 
-    --merge adds its services to the running ones instead."""
+    --merge adds its services to the running ones instead.
+
+    --ha-yaml PATH writes its VRRP instances as the ha: section of the daemon's configuration file.
+
+    A file of VRRP instances alone leaves the running services as they are."""
     text, source = _read(file)
-    _import(ops, "keepalived", lambda m: m.parse(text, source, Path(file).parent), dry_run, merge)
+    imported = _parse("keepalived", lambda m: m.parse(text, source, Path(file).parent))
+    if ha_yaml is not None and imported.ha is None:
+        _refuse([f"{source} has no vrrp_instance: nothing to write to {ha_yaml}"])
+    if imported.ha is not None:
+        count = len(imported.ha.instances)
+        found = f"{count} VRRP instance{'s' * (count != 1)} ({', '.join(i.name for i in imported.ha.instances)})"
+        if ha_yaml is not None:
+            _write(ha_yaml, ha_document(imported.ha, f"imported from {source} by `xdplb import keepalived`"))
+            err.print(f"{found} written to {ha_yaml}: the ha: section of the daemon's configuration", markup=False)
+        else:
+            err.print(f"{source}: {found} found: --ha-yaml PATH writes {'them' if count != 1 else 'it'} as the ha: "
+                      "section of the daemon's configuration", markup=False)
+    if imported.ha is not None and not imported.services:  # a VRRP-only file: the services stay
+        message = f"{source}: no virtual server imported: the running services are left as they are"
+        if ops.json:
+            ops.print_json({"services": "unchanged", "vrrp_instances": [i.name for i in imported.ha.instances],
+                            "ha_yaml": ha_yaml})
+        else:
+            out.print(Text(message, "yellow"))
+        return
+    _apply(ops, "keepalived", imported, dry_run, merge)
+
+
+def ha_document(ha: HaSettings, comment: str = "") -> str:
+    """`ha:` as YAML the daemon's configuration takes back equal: fields at their defaults are left
+    out, addresses are written as keepalived writes them (ADDRESS/PREFIX [dev IF])."""
+    data = ha.model_dump(mode="json", exclude_defaults=True)
+    for instance, dumped in zip(ha.instances, data["instances"], strict=True):
+        for key in ("addresses", "excluded_addresses"):
+            if key in dumped:
+                dumped[key] = [str(a) for a in getattr(instance, key)]
+    head = "".join(f"# {line}\n" for line in [*comment.splitlines(),
+                                               "paste it into the daemon's configuration file, beside director:"])
+    return head + yaml.safe_dump({"ha": data}, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _write(path: str, text: str) -> None:
+    """Replace a file at once (another name first, renamed), or refuse."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        _refuse([f"cannot write {path}: {e}"])
 
 
 def _import(ops: Ops, kind: str, parse: Callable[[ModuleType], Imported], dry_run: bool, merge: bool) -> None:
+    _apply(ops, kind, _parse(kind, parse), dry_run, merge)
+
+
+def _parse(kind: str, parse: Callable[[ModuleType], Imported]) -> Imported:
+    """The importer's result, what it leaves out said (stderr); its errors refuse the command."""
     name = f"xdplb.imports.{kind}"
     try:
         module = importlib.import_module(name)
@@ -151,6 +216,11 @@ def _import(ops: Ops, kind: str, parse: Callable[[ModuleType], Imported], dry_ru
         _refuse(e.messages)
     for line in imported.skipped:
         err.print(Text(f"skipped: {line}", "yellow"))
+    return imported
+
+
+def _apply(ops: Ops, kind: str, imported: Imported, dry_run: bool, merge: bool) -> None:
+    """The imported services through the API: the whole configuration, or added to it (merge)."""
     services = [s.model_dump(mode="json") for s in imported.services]
     version = None
     if merge:

@@ -14,8 +14,10 @@ from rich.table import Table
 from xdplb.lab import VIP4, VIP6, Director, Lab, exit_on_signals
 from xdplb.labclients import (
     DR_WEIGHTS,
+    UdpProbe,
     address_of,
     dr_service,
+    ha_settings,
     http_names,
     stream,
     tun_service,
@@ -23,6 +25,7 @@ from xdplb.labclients import (
     upload,
     url,
 )
+from xdplb.vrrp.control import SpeakerError
 
 console = Console(emoji=False)
 
@@ -93,6 +96,49 @@ def show_health(lab: Lab, director: Director) -> None:
     show_distribution("30 requests with rs2 back", http_names(lab, url(4), 30), DR_WEIGHTS)
 
 
+def show_failover(lab: Lab, lb1: Director, lb2: Director) -> None:
+    """lb1 dies (its cables out) in the middle of a download and of a UDP probe; lb2 takes over."""
+    svc = dr_service(scheduler="mh")
+    for d in (lb1, lb2):
+        d.set_service(svc)
+        d.set_service(dr_service("udp", 9000, scheduler="mh"))
+    step("High availability: lb1 and lb2 run VRRPv3 (VRID 51, adverts every 100 ms; lb1 priority 150, lb2 100). "
+         "The master holds the VIPs; both balance with Maglev (mh), so both place a flow on the same server.")
+    show_cli(lb2, "ha", "status")
+    step("A download starts, and the client sends a UDP datagram through the VIP every millisecond. "
+         "Then lb1's cables are pulled.")
+    download = stream(lab, rate="200k")
+    with UdpProbe(lab) as probe:
+        time.sleep(1.0)
+        lab.cut("lb1")
+        started = time.monotonic()
+        while _vrrp_state(lb2) != "master" and time.monotonic() - started < 10:
+            time.sleep(0.01)
+        console.print(f"  lb2 became master {time.monotonic() - started:.2f} s after the cut")
+        time.sleep(1.0)
+    r = probe.result
+    console.print(f"  UDP: {r['sent'] - r['answered']} of {r['sent']} datagrams lost, the longest gap "
+                  f"{r['longest_gap'] * 1000:.0f} ms")
+    size, code, sent_by = download.communicate(timeout=40)[0].split()
+    console.print(f"  the download went on through lb2: HTTP {code}, {size} bytes from {sent_by}")
+    show_distribution("30 new requests, through lb2", http_names(lab, url(4), 30), dict.fromkeys(DR_WEIGHTS, 1))
+    show_cli(lb2, "ha", "status")
+    step("lb1's cables go back in: it has the higher priority, so it preempts lb2.")
+    lab.cut("lb1", connected=True)
+    started = time.monotonic()
+    while _vrrp_state(lb1) != "master" and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    console.print(f"  lb1 master again {time.monotonic() - started:.2f} s later")
+    show_cli(lb1, "ha", "status")
+
+
+def _vrrp_state(director: Director) -> str | None:
+    try:
+        return director.vrrp()["state"]
+    except SpeakerError:  # not answering (yet): no state
+        return None
+
+
 def _up(director: Director, backend: str) -> bool:
     return next(r["up"] for r in director.api_get("/v1/health") if r["backend"] == backend)
 
@@ -105,17 +151,25 @@ def main() -> None:
     step("Building the lab: a client behind a router, two directors, three DR real servers running nginx "
          "and a UDP echo, three NAT servers (each host is a network namespace).")
     with console.status("lab up") as status:
-        lab.up("native", progress=status.update)
+        lab.up("native", progress=status.update, ha=True)
     try:
-        director = Director(lab, "lb1")
-        step(f"Starting lb1's daemon (xdplb daemon -c {director.config_path.name}): it compiles the balancer "
-             f"(bpf/xdplb.c) with BCC, pins its maps under {director.pin_dir} and attaches it to lb1's front "
-             "interface. Services change by its configuration file and a SIGHUP, or through its REST API "
+        director = Director(lab, "lb1", ha=ha_settings(150))
+        backup = Director(lab, "lb2", ha=ha_settings(100))
+        step(f"Starting lb1's and lb2's daemons (xdplb daemon -c {director.config_path.name}): each compiles the "
+             f"balancer (bpf/xdplb.c) with BCC, pins its maps under its own directory ({director.pin_dir}), "
+             "attaches it to its front interface and starts its VRRP speaker, which elects lb1 to hold the VIPs. "
+             "Services change by the configuration file and a SIGHUP, or through the REST API "
              f"(here on {director.socket}) with the xdplb command.")
         try:
-            console.print(f"  attached in {director.attach()} XDP mode")
+            console.print(f"  lb1 attached in {director.attach()} XDP mode, lb2 in {backup.attach()} XDP mode")
+            started = time.monotonic()
+            while _vrrp_state(director) != "master" and time.monotonic() - started < 10:
+                time.sleep(0.05)
+            console.print(f"  lb1 is VRRP {_vrrp_state(director)}, lb2 {_vrrp_state(backup)}")
             run(lab, director)
+            show_failover(lab, director, backup)
         finally:
+            backup.close()
             director.close()
     finally:
         step("Tearing the lab down.")

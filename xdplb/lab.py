@@ -278,6 +278,9 @@ class Lab:
         state = self.state_dir / host
         pid_file = state / "nginx.pid"
         if running:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if alive(int(pid_file.read_text())):
+                    return  # already running
             self.exec(host, ["nginx", "-c", str(state / "nginx.conf"), "-e", str(state / "logs" / "error.log")],
                       check=True)
             return

@@ -12,6 +12,7 @@ from collections import Counter
 
 from xdplb.lab import BY_NAME, ROLES, VIP4, VIP6, Lab
 from xdplb.model import Backend, IPAddress, Service
+from xdplb.vrrp.config import HaSettings
 
 DR_WEIGHTS = {"rs1": 3, "rs2": 2, "rs3": 1}
 # Clients run on CPU 0: a veth hands a frame on on the sender's CPU, so the balancer sees all of
@@ -159,3 +160,11 @@ class UdpProbe:
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=10)
         self.result = json.loads(out) if out.strip() else {}
+
+
+def ha_settings(priority: int, interval: float = 0.1, **kw: object) -> HaSettings:
+    """The lab's VRRP instance as a director runs it: VRID 51 on the front interface, the IPv4 VIP
+    advertised and the IPv6 one moved with it, adverts every 100 ms."""
+    return HaSettings(instances=[{
+        "name": "VI_1", "interface": "front", "vrid": 51, "priority": priority, "advert_interval": interval,
+        "addresses": [f"{VIP4}/32"], "excluded_addresses": [f"{VIP6}/128"], **kw}])

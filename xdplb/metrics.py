@@ -1,5 +1,6 @@
 """Prometheus metrics, read from the data plane at each scrape (a custom collector: nothing is
-copied between scrapes, so a scrape always sees the maps as they are)."""
+copied between scrapes, so a scrape always sees the maps as they are), and from the VRRP speaker's
+control socket when the director has an `ha` section."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from xdplb.manager import Manager
+from xdplb.vrrp.control import SpeakerClient, SpeakerError
 
 _STATS = {"conns": "connections", "in_pkts": "in_packets", "out_pkts": "out_packets",
           "in_bytes": "in_bytes", "out_bytes": "out_bytes"}
@@ -70,7 +72,65 @@ class DatapathCollector(Collector):
         yield up
 
 
-def registry(manager: Manager) -> CollectorRegistry:
+VRRP_STATES = ("init", "backup", "master", "fault")
+
+
+class HaCollector(Collector):
+    """The speaker's instances, asked at each scrape. A speaker that does not answer gives
+    xdplb_vrrp_speaker_up 0 and nothing else (no stale states)."""
+
+    def __init__(self, speaker: SpeakerClient) -> None:
+        self.speaker = speaker
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            status = self.speaker.status()
+        except (SpeakerError, ValueError):  # not running, not answering, or an answer not understood
+            status = None
+        yield GaugeMetricFamily("xdplb_vrrp_speaker_up", "1 when the VRRP speaker answers on its control socket",
+                                value=0 if status is None else 1)
+        if status is not None:
+            yield from self._instances(status.get("instances") or [])
+
+    def _instances(self, instances: list[dict]) -> Iterator[Metric]:
+        state = GaugeMetricFamily("xdplb_vrrp_state", "1 for the instance's VRRP state, 0 for the others",
+                                  labels=["instance", "state"])
+        gauges = {key: GaugeMetricFamily(f"xdplb_vrrp_{key}", text, labels=["instance"]) for key, text in (
+            ("priority", "Configured priority (or the operator's)"),
+            ("effective_priority", "Priority advertised: tracking and failover applied, 0 in maintenance"),
+            ("maintenance", "1 when the instance is in maintenance (never master)"),
+            ("faults", "What keeps the instance in fault (tracked interfaces, services, its own link)"))}
+        counters = {key: CounterMetricFamily(f"xdplb_vrrp_{key}", text, labels=["instance"]) for key, text in (
+            ("transitions", "State transitions"),
+            ("became_master", "Transitions to master"),
+            ("adverts_sent", "VRRP adverts sent"),
+            ("adverts_received", "Valid VRRP adverts received from other routers"),
+            ("send_errors", "VRRP adverts that could not be sent"))}
+        invalid = CounterMetricFamily("xdplb_vrrp_adverts_invalid", "VRRP adverts dropped, by reason",
+                                      labels=["instance", "reason"])
+        for i in instances:
+            name = str(i["name"])
+            for s in VRRP_STATES:
+                state.add_metric([name, s], 1 if i["state"] == s else 0)
+            values = {"priority": i["priority"], "effective_priority": i["effective_priority"],
+                      "maintenance": int(bool(i["maintenance"])), "faults": len(i.get("faults") or [])}
+            for key, family in gauges.items():
+                family.add_metric([name], values[key])
+            seen = i.get("counters") or {}
+            for key, family in counters.items():
+                family.add_metric([name], seen.get(key, 0))
+            for reason, n in sorted((seen.get("invalid") or {}).items()):
+                invalid.add_metric([name, reason], n)
+        yield state
+        yield from gauges.values()
+        yield from counters.values()
+        yield invalid
+
+
+def registry(manager: Manager, ha: SpeakerClient | None = None) -> CollectorRegistry:
+    """The data plane's metrics, and the VRRP speaker's when there is one (`ha`: its control socket)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(DatapathCollector(manager))
+    if ha is not None:
+        reg.register(HaCollector(ha))
     return reg

@@ -35,9 +35,9 @@ _SPELLINGS: tuple[tuple[str | None, str, int], ...] = (
 _OPTIONS = {spelling: (long[2:], nargs) for short, long, nargs in _SPELLINGS for spelling in (short, long) if spelling}
 _NOT_RULES = {"-C", "--clear", "-D", "--delete-service", "-d", "--delete-server", "-Z", "--zero", "-L", "-l",
               "--list", "-S", "--save", "-R", "--restore", "-h", "--help", "-v", "--version"}
+_NO_SYNC = "no connection sync between directors yet (with mh, connections survive a failover without it)"
 _SETTINGS = {"--set": "IPVS timeouts: set xdplb's timeouts (tcp, tcpfin, udp) by hand",
-             "--start-daemon": "connection sync is part of HA (issue 9)",
-             "--stop-daemon": "connection sync is part of HA (issue 9)"}
+             "--start-daemon": _NO_SYNC, "--stop-daemon": _NO_SYNC}
 
 _COMMANDS = ("add-service", "edit-service", "add-server", "edit-server")
 _SERVICE_SPECS = ("tcp-service", "udp-service", "sctp-service", "fwmark-service")

@@ -2,7 +2,9 @@
 services: each `virtual_server ADDRESS [PORT]`, and one service per (VIP, port) of the
 `virtual_server_group` a `virtual_server group NAME` names, each with the same real servers, as
 keepalived creates one IPVS service per group entry. keepalived_syntax reads the text into a tree,
-keepalived_vs a virtual_server's statements into settings; here they become services.
+keepalived_vs a virtual_server's statements into settings; here they become services. Its
+vrrp_instance blocks become the `ha:` section of the daemon's configuration (Imported.ha), as
+keepalived_vrrp decides; the services do not depend on them.
 
 The import translates what keepalived would run, with its defaults: lvs_sched wlc, lvs_method NAT
 (xdplb's data plane refuses NAT until it lands), protocol UDP, weight 1, persistence_timeout 360 s
@@ -27,8 +29,8 @@ take, decided once:
   checker has that xdplb's check has not, alpha (xdplb starts backends up), omega, `ops`,
   sh-/mh-fallback, tunnel checksum options, a DR/TUN real server's port (keepalived resets it too), a
   real server of the other address family (keepalived skips it too), an unknown keyword (keepalived
-  ignores it), every top-level block but the LVS ones (vrrp_instance: issue 9), and what uses `@`
-  conditions, `$` parameters or `~SEQ`, which the import does not evaluate.
+  ignores it), every top-level block but the LVS and VRRP ones, and what uses `@` conditions, `$`
+  parameters or `~SEQ`, which the import does not evaluate.
 - A value keepalived would refuse is an error (ImportFormatError, every problem with its file and
   line, nothing imported): keepalived would log it and go on with a default, and an import must not
   guess what was meant. So are a bad address, port, weight or scheduler name, an undefined or
@@ -43,12 +45,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from xdplb.checks import HealthCheck, Quorum
+from xdplb.imports import keepalived_vrrp
 from xdplb.imports.keepalived_checks import UNKNOWN
 from xdplb.imports.keepalived_syntax import Block, parse_blocks
 from xdplb.imports.keepalived_vs import (
     DEFAULT_TIMEOUT,
     SCHEDULERS,
-    VRRP,
     Endpoint,
     LvsMethod,
     Mark,
@@ -67,10 +69,8 @@ log = logging.getLogger(__name__)
 _FWMARK = ("a firewall-mark service: its (protocol, VIP, port) endpoints are in iptables/nft rules, not in "
            "keepalived.conf; add it by hand with its fwmark and endpoints")
 _TOP_NOTES = {  # top-level blocks left out, and why
-    "global_defs": "global settings have no xdplb meaning (set its timeouts by hand for lvs_timeouts)",
-    "vrrp_instance": VRRP, "vrrp_sync_group": VRRP, "vrrp_script": VRRP, "vrrp_track_process": VRRP,
-    "linkbeat_use_polling": VRRP, "linkbeat_interfaces": VRRP, "interface_up_down_delays": VRRP,
-    "track_file": "track files feed VRRP (issue 9) and FILE_CHECK, which xdplb does not have",
+    "global_defs": "global settings have no xdplb meaning (set its timeouts by hand for lvs_timeouts), but for the "
+                   "VRRP instances' defaults (vrrp_version, vrrp_garp_master_delay, _repeat, _refresh, vrrp_min_garp)",
     "static_ipaddress": "the host's own addresses are not the balancer's configuration",
     "static_routes": "the host's own routes are not the balancer's configuration",
     "static_rules": "the host's own rules are not the balancer's configuration",
@@ -81,14 +81,16 @@ _TOP_NOTES = {  # top-level blocks left out, and why
 
 
 def parse(text: str, source: str = "keepalived.conf", base_dir: Path | None = None) -> Imported:
-    """The services of a keepalived.conf; `base_dir` resolves its `include`s (None: they are skipped,
-    with a line in `skipped`). ImportFormatError names every file line that cannot be used."""
+    """The services and VRRP instances of a keepalived.conf; `base_dir` resolves its `include`s (None:
+    they are skipped, with a line in `skipped`). ImportFormatError names every file line that cannot
+    be used."""
     notes: list[str] = []
     blocks = parse_blocks(text, source, base_dir, notes)
     translator = _Translator(notes)
     translator.run(blocks)
+    ha = keepalived_vrrp.translate(blocks, translator.notes, translator.errors)
     return finish(source, translator.services, translator.wheres, translator.notes, translator.errors,
-                  _files(source, blocks))
+                  _files(source, blocks), ha)
 
 
 def _files(source: str, blocks: list[Block]) -> list[str]:
@@ -123,7 +125,7 @@ class _Translator:
                     self._virtual_server(block)
                 except Invalid as e:
                     self.errors.append(f"{block.where}: {e}")
-            elif block.keyword != "virtual_server_group":
+            elif block.keyword not in ("virtual_server_group", *keepalived_vrrp.BLOCKS):
                 self.notes.append(f"{block.where}: {block.keyword} not translated: "
                                   f"{_TOP_NOTES.get(block.keyword, UNKNOWN)}")
 

@@ -35,7 +35,7 @@ SCHEDULERS = {s.value for s in Scheduler}
 LVS_ONLY = {"lblc", "lblcr", "dh", "ovf", "twos"}  # LVS schedulers xdplb does not have
 _METHODS = {"NAT": Method.NAT, "DR": Method.DR, "TUN": Method.TUN}
 
-VRRP = "VRRP is imported with issue 9"
+VRRP = "xdplb checks on the backup director too: a failover finds every health state known"
 _NOTICE = "xdplb sends no mail or SNMP"
 _VS_NOTES = {  # virtual_server keywords left out, and why
     "omega": "xdplb runs no quorum or notify hooks when it stops (the balancer goes on forwarding)",

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from xdplb.config import ServiceList
 from xdplb.model import Service
+from xdplb.vrrp.config import HaSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ _WHERE = re.compile(r"(.*?) line (\d+)\b")  # how every message starts: "<file> 
 class Imported:
     services: list[Service]  # validated, in file order
     skipped: list[str]  # one line per thing not translated, naming its file and line, and why
+    ha: HaSettings | None = None  # the VRRP instances (keepalived's vrrp_instance blocks), if any
 
 
 class ImportFormatError(ValueError):
@@ -50,17 +52,18 @@ def explain(error: ValidationError) -> str:
 
 
 def finish(source: str, services: list[Service], wheres: list[str], skipped: list[str], errors: list[str],
-           files: list[str] | None = None) -> Imported:
+           files: list[str] | None = None, ha: HaSettings | None = None) -> Imported:
     """The import's result, or ImportFormatError with the errors and every collision between services.
     `wheres[i]` names the line services[i] came from; `files` lists the files read, in order (default:
-    `source` alone). Messages come in that order, by line, each said once."""
+    `source` alone); `ha` is the VRRP instances read. Messages come in that order, by line, each said once."""
     order = {name: rank for rank, name in enumerate(files or [source])}
     errors = _in_order(errors + _collisions(services, wheres), order)
     if errors:
         raise ImportFormatError(errors)
     skipped = _in_order(skipped, order)
-    log.info("%s: %d services imported, %d items not translated", source, len(services), len(skipped))
-    return Imported(services=services, skipped=skipped)
+    log.info("%s: %d services and %d VRRP instances imported, %d items not translated", source, len(services),
+             len(ha.instances) if ha else 0, len(skipped))
+    return Imported(services=services, skipped=skipped, ha=ha)
 
 
 def _in_order(messages: list[str], order: dict[str, int]) -> list[str]:

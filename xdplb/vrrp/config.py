@@ -54,16 +54,16 @@ Weight = Annotated[int, Field(ge=-254, le=254)]
 
 
 class TrackInterface(_Strict):
-    """An interface whose link going down costs `weight` priority, or (weight 0) puts the instance in
-    fault: it releases the VIPs and stops advertising."""
+    """An interface whose link going down adds `weight` to the priority (a negative weight lowers it),
+    or (weight 0) puts the instance in fault: it releases the VIPs and stops advertising."""
 
     name: IfName
     weight: Weight = 0
 
 
 class TrackService(_Strict):
-    """A service (`tcp:VIP:PORT`, `fwm:N`) whose quorum being lost (no live backend by default) costs
-    `weight` priority, or (weight 0) puts the instance in fault."""
+    """A service (`tcp:VIP:PORT`, `fwm:N`) whose quorum being lost (no live backend by default) adds
+    `weight` to the priority (a negative weight lowers it), or (weight 0) puts the instance in fault."""
 
     service: str
     weight: Weight = 0

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IPAddress = IPv4Address | IPv6Address
 KEEP_TRANSITIONS = 50
+ARP_LOCKTIME = 1.1  # seconds: Linux's neighbour locktime (1 s by default), and a little more
 ACTIONS = ("hand-over", "take-over", "auto")
 
 
@@ -57,6 +58,7 @@ class InstanceRunner:
         self.since = time.time()
         self._garp_at: float | None = None
         self._last_lower_prio_announce = float("-inf")
+        self._lower_prio_at: float | None = None  # an announcement due because another master was heard
         self._advert_addresses = tuple(a.address.ip for a in cfg.addresses)
         self._vips = frozenset(a.address.ip for a in cfg.all_addresses())
 
@@ -81,7 +83,8 @@ class InstanceRunner:
         self._close()
 
     def deadline(self) -> float | None:
-        times = [t for t in (self.machine.deadline() if self.machine else None, self._garp_at) if t is not None]
+        times = [t for t in (self.machine.deadline() if self.machine else None, self._garp_at, self._lower_prio_at)
+                 if t is not None]
         return min(times, default=None)
 
     def due(self) -> None:
@@ -91,6 +94,12 @@ class InstanceRunner:
         if self._garp_at is not None and now >= self._garp_at:
             self._announce()
             self._garp_at = now + self.cfg.garp_refresh if self.cfg.garp_refresh else None
+        if self._lower_prio_at is not None and now >= self._lower_prio_at:
+            self._lower_prio_at = None
+            if self.state == State.MASTER:
+                self._last_lower_prio_announce = now
+                self.counters["lower_priority_masters"] += 1
+                self._announce()
 
     # ---- tracking --------------------------------------------------------------------------
 
@@ -267,7 +276,7 @@ class InstanceRunner:
         self._garp_at = self.clock() + self.cfg.garp_delay if self.cfg.garp_delay else None
 
     def _release(self) -> None:
-        self._garp_at = None
+        self._garp_at = self._lower_prio_at = None
         for a in self.cfg.all_addresses():
             try:
                 net.set_address(a.interface, a.address, False)
@@ -275,13 +284,11 @@ class InstanceRunner:
                 log.warning("%s: cannot remove %s: %s", self.cfg.name, a, e)
 
     def _announce_again(self) -> None:
-        """Another master was heard: announce, at most once per garp_delay (keepalived's
-        garp_lower_prio_delay), so a flood of its adverts is not a flood of ours."""
-        now = self.clock()
-        if now - self._last_lower_prio_announce >= max(self.cfg.garp_delay, 1.0):
-            self._last_lower_prio_announce = now
-            self.counters["lower_priority_masters"] += 1
-            self._announce()
+        """Another master was heard: announce again, and never within ARP's locktime of our last
+        answer to one (Linux ignores a second update of a neighbour within 1 s), so the last
+        word the neighbours take is ours. Many adverts of that master are one announcement."""
+        if self._lower_prio_at is None:
+            self._lower_prio_at = max(self.clock(), self._last_lower_prio_announce + ARP_LOCKTIME)
 
     def _announce(self) -> None:
         by_interface: dict[str, list[IPAddress]] = {}

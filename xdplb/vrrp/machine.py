@@ -78,6 +78,7 @@ class Machine:
     def start(self, now: float) -> list[Effect]:
         if self.state != State.INIT:
             return []
+        self.master_interval_cs = self.interval_cs  # 6.4.1: not what a master of before advertised
         if self.priority == PRIORITY_OWNER and not self.hold:
             return self._to_master(now, "address owner (priority 255)")
         return self._to_backup(now, "started", self.master_down(), start=True)
@@ -124,6 +125,7 @@ class Machine:
             return []
         self.priority = priority
         if self.state == State.MASTER:
+            self.master_priority = priority
             self.adver_at = now + self.interval_cs / 100
             return [Send(priority)]
         return []
@@ -161,7 +163,7 @@ class Machine:
             self.master = self.master_priority = None
             self.down_at = now + skew_time(self.master_interval_cs, self.priority)
             return []
-        if not self.preempt or priority >= self.priority or not self._may_preempt(now):
+        if self.hold or not self.preempt or priority >= self.priority or not self._may_preempt(now):
             self._seen(source, priority, interval_cs)
             self.down_at = now + self.master_down()
             return []
