@@ -586,3 +586,24 @@ def test_wire_nopreempt_keeps_the_lower_master():
     w.deliver(a, a.start(w.now))
     w.run(2.0)
     assert w.states() == (BACKUP, MASTER)
+
+
+def _reason(effects) -> str:
+    return next(e.reason for e in effects if isinstance(e, Transition))
+
+
+def test_the_reason_of_becoming_master_says_why():
+    """Preempting a lower-priority master, a master gone silent, and nobody heard at all read differently
+    in the transition history an operator sees."""
+    m = backup(150)
+    m.advert(LOWER, 100, 100, T0 + 0.5)
+    assert _reason(m.due(m.deadline())).startswith(f"preempting {LOWER} (priority 100 < 150)")
+    m = backup(100)
+    m.advert(HIGHER, 150, 100, T0 + 0.5)
+    assert _reason(m.due(m.deadline())).startswith("no advert from the master")
+    m = backup(100)
+    assert _reason(m.due(m.deadline())) == "no master seen"
+    m = backup(150)  # a lower master heard, then a higher one: no longer preempting anyone
+    m.advert(LOWER, 100, 100, T0 + 0.1)
+    m.advert(HIGHER, 200, 100, T0 + 0.2)
+    assert _reason(m.due(m.deadline())).startswith("no advert from the master")

@@ -121,7 +121,8 @@ def show_failover(lab: Lab, lb1: Director, lb2: Director) -> None:
                   f"{r['longest_gap'] * 1000:.0f} ms")
     size, code, sent_by = download.communicate(timeout=40)[0].split()
     console.print(f"  the download went on through lb2: HTTP {code}, {size} bytes from {sent_by}")
-    show_distribution("30 new requests, through lb2", http_names(lab, url(4), 30), dict.fromkeys(DR_WEIGHTS, 1))
+    show_distribution("30 new requests through lb2 (mh hashes the client's address: one server)",
+                      http_names(lab, url(4), 30), dict.fromkeys(DR_WEIGHTS, 1))
     show_cli(lb2, "ha", "status")
     step("lb1's cables go back in: it has the higher priority, so it preempts lb2.")
     lab.cut("lb1", connected=True)

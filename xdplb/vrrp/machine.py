@@ -72,6 +72,7 @@ class Machine:
         self.adver_at: float | None = None
         self.down_at: float | None = None
         self._preempt_at: float | None = None
+        self._lower: tuple[IPAddress, int] | None = None  # the lower-priority master a backup ignores
 
     # ---- inputs ----------------------------------------------------------------------------
 
@@ -108,8 +109,13 @@ class Machine:
                 self.master = self.master_priority = None  # nobody is master; we may not be
                 self.down_at = now + self.master_down()
                 return []
-            return self._to_master(now, f"no advert from the master for {self.master_down():.3f} s"
-                                   if self.master else "no master seen")
+            if self._lower is not None:
+                reason = f"preempting {self._lower[0]} (priority {self._lower[1]} < {self.priority})"
+            elif self.master:
+                reason = f"no advert from the master for {self.master_down():.3f} s"
+            else:
+                reason = "no master seen"
+            return self._to_master(now, reason)
         return []
 
     def deadline(self) -> float | None:
@@ -164,9 +170,11 @@ class Machine:
             self.down_at = now + skew_time(self.master_interval_cs, self.priority)
             return []
         if self.hold or not self.preempt or priority >= self.priority or not self._may_preempt(now):
+            self._lower = None
             self._seen(source, priority, interval_cs)
             self.down_at = now + self.master_down()
             return []
+        self._lower = (source, priority)
         return []  # a lower-priority master: discarded, so the master-down timer makes us master
 
     def _master_advert(self, source: IPAddress, priority: int, interval_cs: int, now: float) -> list[Effect]:
@@ -219,6 +227,7 @@ class Machine:
     def _move(self, new: State, reason: str, now: float) -> list[Effect]:
         old, self.state = self.state, new
         self.adver_at = self.down_at = None
+        self._lower = None
         if new != State.BACKUP:
             self._preempt_at = None
         if new in (State.INIT, State.FAULT) and self.master == self.address:
