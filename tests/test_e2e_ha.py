@@ -241,6 +241,34 @@ def test_a_daemon_crash_on_lb1_causes_no_failover(ha):
     assert probe.result["answered"] >= probe.result["sent"] - 5, probe.result
 
 
+def test_a_crashed_speaker_is_started_again_by_the_daemon(ha):
+    """The speaker killed: lb2 takes over; lb1's daemon starts a new speaker within its refresh
+    period, which releases the VIPs the dead one left, and preempts lb2."""
+    lb1, lb2 = ha
+    lab = lb1.lab
+    dead = lb1.vrrp_pid()
+    os.kill(dead, signal.SIGKILL)
+    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("a new speaker on lb1, master again", lambda: state(lb1) == "master" and state(lb2) == "backup", 20)
+    assert lb1.vrrp_pid() != dead
+    assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
+    assert set(http_names(lab, url(4), 3)) <= SERVERS
+
+
+def test_a_reload_that_changes_the_ha_section_is_refused(ha):
+    lb1, _ = ha
+    before = lb1.vrrp()
+    lb1.ha = ha_settings(120)
+    try:
+        status = lb1._apply()
+    finally:
+        lb1.ha = ha_settings(150, track_services=[{"service": HTTP.id, "weight": -60}])
+        lb1._write_config()
+    assert "the ha section" in status["reload_error"]
+    after = lb1.vrrp()
+    assert (after["priority"], after["state"], after["transitions"]) == (150, "master", before["transitions"])
+
+
 def test_a_split_brain_resolves_to_the_higher_priority(ha):
     lb1, lb2 = ha
     lab = lb1.lab

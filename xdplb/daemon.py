@@ -106,14 +106,25 @@ class Daemon:
         self.supervisor.services_down(self.manager.without_quorum())
         threading.Thread(target=self._tell_speaker, name="xdplb-ha", daemon=True).start()
 
+    def _revive_speaker(self) -> None:
+        """A speaker that died is started again: it releases the VIPs its predecessor left and is
+        elected afresh; the balancer forwards all along, whoever holds the VIPs."""
+        self.supervisor.forget()
+        try:
+            if not self.supervisor.client.alive():
+                log.error("the VRRP speaker does not answer: starting one")
+                self.supervisor.ensure()
+        except RuntimeError as e:
+            log.error("%s", e)
+
     def _tell_speaker(self) -> None:
         last, told = self.manager.events.last_id, time.monotonic()
         while not self._ha_stop.is_set():
             events = self.manager.events.since(last, SPEAKER_REFRESH)
             last = events[-1].id if events else last
             if time.monotonic() - told > SPEAKER_REFRESH:
-                self.supervisor.forget()
                 told = time.monotonic()
+                self._revive_speaker()
             self.supervisor.services_down(self.manager.without_quorum())
 
     def _problems(self) -> list[str]:

@@ -100,19 +100,28 @@ class Speaker:
         except InterruptedError:
             return
         for item in ready:
-            if isinstance(item, InstanceRunner):
-                item.receive()
-            elif item is self._control:
-                self._accept()
-            elif item is self._netlink:
-                self._netlink_changed()
-            elif item == self._wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 512)
-            else:
-                self._client_readable(item)
+            try:
+                self._handle_ready(item)
+            except Exception:  # a bug in one handler must not silence every instance's adverts
+                log.exception("VRRP speaker: handling %r", item)
         for r in self.runners:
-            r.due()
+            try:
+                r.due()
+            except Exception:
+                log.exception("%s: timers", r.cfg.name)
+
+    def _handle_ready(self, item: object) -> None:
+        if isinstance(item, InstanceRunner):
+            item.receive()
+        elif item is self._control:
+            self._accept()
+        elif item is self._netlink:
+            self._netlink_changed()
+        elif item == self._wake_r:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 512)
+        else:
+            self._client_readable(item)
 
     def _netlink_changed(self) -> None:
         with contextlib.suppress(Exception):  # the events only say "look again"
