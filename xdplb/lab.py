@@ -123,6 +123,16 @@ def _wait_dead(pids: list[int], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
+def _remove_namespace(name: str) -> None:
+    """A namespace and every process in it, killed first."""
+    pids = net.namespace_pids(name)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_dead(pids)
+    net.remove_netns(name)
+
+
 class Lab:
     """One lab, its namespaces named PREFIX-HOST; several labs with different prefixes can coexist."""
 
@@ -175,12 +185,7 @@ class Lab:
         included), then the directors' pinned maps; safe to call any time. The state directory goes
         last: while pins are left, `all_prefixes` still finds this lab."""
         for name in [n for n in net.list_netns() if n.startswith(f"{self.prefix}-")]:
-            pids = net.namespace_pids(name)
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            _wait_dead(pids)
-            net.remove_netns(name)
+            _remove_namespace(name)
         for host in DIRECTORS:
             self.remove_pins(host)
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -226,13 +231,7 @@ class Lab:
     def destroy(self, host: str) -> None:
         """A dead host: its namespace deleted with every process in it (a director's daemon and
         speaker too); its pinned maps stay, as they would on a host that reboots."""
-        name = self.ns(host)
-        pids = net.namespace_pids(name)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _wait_dead(pids)
-        net.remove_netns(name)
+        _remove_namespace(self.ns(host))
 
     def rebuild(self, host: str) -> None:
         """A destroyed host back, wired and configured as `up` made it."""
