@@ -17,6 +17,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.halab import (
+    INTERVAL,
+    SERVERS,
+    TAKEOVER_DEADLINE,
+    holds_vip,
+    lab_without_vips,
+    mac,
+    router_mac_for_vip,
+    state,
+    wait_for,
+)
 from xdplb import net
 from xdplb.lab import BY_NAME, VIP4, Director, Lab
 from xdplb.labclients import UdpProbe, address_of, dr_service, ha_settings, http_names, stream, url
@@ -24,53 +35,14 @@ from xdplb.vrrp.packet import PROTO_VRRP, Advert, encode, internet_checksum, pse
 
 pytestmark = [pytest.mark.ha, pytest.mark.lab]
 
-INTERVAL = 0.1            # advertisement interval: master down after 3 x 0.1 s + skew
-TAKEOVER_DEADLINE = 2.0   # generous: the behaviour, not the speed (bench numbers are in the README)
-SERVERS = {"rs1", "rs2", "rs3"}
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 10.0) -> float:
-    """Seconds until `done()`; fails the test with `what` after `timeout`."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
-    return time.monotonic() - start
-
-
-def state(director: Director) -> str | None:
-    try:
-        return director.vrrp()["state"]
-    except Exception:  # its speaker is gone (a dead host)
-        return None
-
-
-def holds_vip(lab: Lab, host: str) -> bool:
-    with net.in_netns(lab.ns(host)):
-        return f"{VIP4}/32" in net.addresses("front")
-
-
-def router_mac_for_vip(lab: Lab) -> str | None:
-    res = lab.exec("router", ["ip", "neigh", "show", VIP4, "dev", "front"])
-    parts = res.stdout.split()
-    return parts[parts.index("lladdr") + 1] if "lladdr" in parts else None
+HTTP = dr_service("tcp", 80, scheduler="mh")
+NOTIFY = "notify.log"
 
 
 @pytest.fixture(scope="module")
 def ha_lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    lab = Lab(prefix=f"xh{os.getpid()}")
-    lab.up(os.environ.get("XDPLB_LAB_XDP", "native"), ha=True)
-    try:
+    with lab_without_vips("xh") as lab:
         yield lab
-    finally:
-        lab.down()
-
-
-HTTP = dr_service("tcp", 80, scheduler="mh")
-NOTIFY = "notify.log"
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +90,6 @@ def transitions(director: Director) -> int:
     return len(director.vrrp()["transitions"])
 
 
-def mac(host: str) -> str:
-    return BY_NAME[host].mac("front")
 
 
 # ---- election ---------------------------------------------------------------------------------
@@ -253,6 +223,21 @@ def test_a_crashed_speaker_is_started_again_by_the_daemon(ha):
     assert lb1.vrrp_pid() != dead
     assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
     assert set(http_names(lab, url(4), 3)) <= SERVERS
+
+
+def test_maintenance_outlives_a_crashed_speaker(ha):
+    """The operator's maintenance is kept in the state directory: the new speaker stays out of the
+    election instead of taking the VIPs back."""
+    lb1, lb2 = ha
+    lb1.speaker.maintenance(True)
+    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    dead = lb1.vrrp_pid()
+    os.kill(dead, signal.SIGKILL)
+    wait_for("a new speaker on lb1", lambda: state(lb1) is not None and lb1.vrrp_pid() != dead, 20)
+    time.sleep(1.0)  # more than a master-down interval
+    s1 = lb1.vrrp()
+    assert (s1["state"], s1["maintenance"]) == ("backup", True)
+    assert state(lb2) == "master" and not holds_vip(lb1.lab, "lb1")
 
 
 def test_a_reload_that_changes_the_ha_section_is_refused(ha):

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -653,3 +654,32 @@ def test_a_slow_client_does_not_stop_the_adverts(pair):
         stays(lambda: b.state == "backup" and a.state == "master", "b backup while clients hang", seconds=1.5)
         assert a.status()["counters"]["adverts_sent"] >= sent + 5
     assert len(transitions(b)) == before
+
+
+def test_the_speaker_command_ends_cleanly_on_sigterm(tmp_path):
+    """`xdplb speaker` with an instance whose interface does not exist: it runs (that instance in
+    fault, sending nothing), answers on its socket, and SIGTERM ends it with status 0."""
+    state = tmp_path / "state"
+    config = tmp_path / "xdplb.yaml"
+    config.write_text(f"director: {{name: t, interfaces: [xdplb-nope], state_dir: {state}}}\n"
+                      "ha:\n  instances:\n    - {name: VI_1, interface: xdplb-nope, vrid: 51, "
+                      "addresses: [10.97.0.100/32]}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "xdplb.cli", "speaker", "-c", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = SpeakerClient(state / "vrrp.sock")
+        deadline = time.monotonic() + 20
+        while not client.alive():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "late"
+            time.sleep(0.05)
+        inst = client.status()["instances"][0]
+        assert (inst["state"], inst["faults"]) == ("fault", ["interface xdplb-nope missing"])
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "error" not in out.lower()
+    assert not (state / "vrrp.sock").exists()

@@ -72,10 +72,11 @@ def speaker(config: Path = ConfigOpt, netns: str | None = NetnsOpt) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        raise typer.Exit(speaker_mod.run(config, netns))
+        rc = speaker_mod.run(config, netns)
     except (ConfigError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
+    raise typer.Exit(rc)
 
 
 @app.command()

@@ -102,7 +102,10 @@ class Daemon:
         d, ha = self.config.director, self.config.ha
         self.supervisor = Supervisor(self.config_path, ha.socket_path(d.state_dir), d.state_dir / "vrrp.log",
                                      self.netns)
-        self.supervisor.ensure()
+        try:
+            self.supervisor.ensure()
+        except RuntimeError as e:  # the balancer forwards without it; it is tried again every few seconds
+            log.error("%s", e)
         self.supervisor.services_down(self.manager.without_quorum())
         threading.Thread(target=self._tell_speaker, name="xdplb-ha", daemon=True).start()
 

@@ -66,10 +66,26 @@ class InstanceRunner:
 
     @property
     def state(self) -> State:
-        return self.machine.state if self.machine else State.INIT
+        if self.machine is None:  # never had a link to speak on
+            return State.FAULT if self.faults else State.INIT
+        return self.machine.state
 
     def fileno(self) -> int:
         return self.sockets.fileno() if self.sockets else -1
+
+    def controls(self) -> dict:
+        """What the operator set that must outlive the speaker: a restarted speaker in maintenance
+        stays out of the election. A take-over is not kept: it outranks a master heard now."""
+        return {"priority": self.priority, "maintenance": self.maintenance,
+                "hand_over": self.override == "hand-over"}
+
+    def restore(self, controls: dict) -> None:
+        """The operator's controls a previous speaker saved (before start)."""
+        priority = controls.get("priority")
+        if isinstance(priority, int) and 1 <= priority <= PRIORITY_OWNER:
+            self.priority = priority
+        self.maintenance = controls.get("maintenance") is True
+        self.override = "hand-over" if controls.get("hand_over") is True else None
 
     def start(self, services_down: set[str]) -> None:
         """Releases VIPs a previous run may have left, then Initialize (or fault)."""

@@ -32,14 +32,16 @@ from xdplb.vrrp.instance import ControlError, InstanceRunner
 
 log = logging.getLogger(__name__)
 
+CONTROLS_FILE = "vrrp-controls.json"
 IDLE = 1.0  # the longest sleep: a missed netlink event is caught up with by then
 
 
 class Speaker:
-    def __init__(self, settings: HaSettings, socket_path: Path) -> None:
+    def __init__(self, settings: HaSettings, socket_path: Path, controls_path: Path | None = None) -> None:
         self.runners = [InstanceRunner(i) for i in settings.instances]
         self.by_name = {r.cfg.name: r for r in self.runners}
         self.socket_path = socket_path
+        self.controls_path = controls_path  # the operator's controls, kept across restarts
         self.services_down: set[str] = set()
         self.started = time.time()
         self._stop = False
@@ -54,7 +56,10 @@ class Speaker:
         self._netlink = IPRoute()
         self._netlink.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
         self._control = _listen(self.socket_path)
+        saved = self._load_controls()
         for r in self.runners:
+            if r.cfg.name in saved:
+                r.restore(saved[r.cfg.name])
             r.start(self.services_down)
 
     def run(self) -> None:
@@ -214,7 +219,25 @@ class Speaker:
             _each(runners, lambda r: r.set_maintenance(on))
         else:
             raise ControlError(f"unknown op {op!r}", 400)
+        self._save_controls()
         return self.status()
+
+    def _load_controls(self) -> dict:
+        if self.controls_path is None or not self.controls_path.exists():
+            return {}
+        try:
+            saved = json.loads(self.controls_path.read_text())
+        except (OSError, ValueError) as e:
+            log.error("%s: %s; starting without the operator's controls", self.controls_path, e)
+            return {}
+        return {k: v for k, v in saved.items() if isinstance(v, dict)} if isinstance(saved, dict) else {}
+
+    def _save_controls(self) -> None:
+        if self.controls_path is None:
+            return
+        tmp = self.controls_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({r.cfg.name: r.controls() for r in self.runners}))
+        tmp.replace(self.controls_path)
 
     def _targets(self, name: Any) -> list[InstanceRunner]:
         if name is None:
@@ -264,7 +287,8 @@ def run(config_path: Path, netns: str | None = None) -> int:
     if config.ha is None:
         log.error("%s has no ha section: no VRRP instance to run", config_path)
         return 2
-    speaker = Speaker(config.ha, config.ha.socket_path(config.director.state_dir))
+    state_dir = config.director.state_dir
+    speaker = Speaker(config.ha, config.ha.socket_path(state_dir), state_dir / CONTROLS_FILE)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: speaker.stop())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
