@@ -1,5 +1,7 @@
 """What the HA lab tests share (tests/test_e2e_ha.py, tests/test_e2e_keepalived_ha.py): a lab where no
-director holds the VIPs statically, and how a test looks at who holds them."""
+director holds the VIPs statically, and waiting for its speakers. How a test looks at who holds the
+VIPs (vrrp_state, holds_vip, router_mac_for_vip, mac) and keepalived are in xdplb.labha, shared with
+bench/failover.py."""
 
 from __future__ import annotations
 
@@ -10,9 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from xdplb import net
-from xdplb.lab import BY_NAME, VIP4, Director, Lab
-from xdplb.vrrp.control import SpeakerError
+from xdplb.lab import Lab
 
 INTERVAL = 0.1            # the lab's advertisement interval: master down after 3 x 0.1 s + skew
 TAKEOVER_DEADLINE = 2.0   # generous: the behaviour, not the speed (bench/failover.py measures that)
@@ -42,26 +42,3 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = 10.0) -> floa
         time.sleep(0.01)
     return time.monotonic() - start
 
-
-def state(director: Director) -> str | None:
-    """Its VRRP state, None while no speaker answers (a dead host)."""
-    try:
-        return director.vrrp()["state"]
-    except SpeakerError:
-        return None
-
-
-def holds_vip(lab: Lab, host: str) -> bool:
-    with net.in_netns(lab.ns(host)):
-        return f"{VIP4}/32" in net.addresses("front")
-
-
-def router_mac_for_vip(lab: Lab) -> str | None:
-    """The MAC the router sends the VIP's traffic to."""
-    res = lab.exec("router", ["ip", "neigh", "show", VIP4, "dev", "front"])
-    parts = res.stdout.split()
-    return parts[parts.index("lladdr") + 1] if "lladdr" in parts else None
-
-
-def mac(host: str) -> str:
-    return BY_NAME[host].mac("front")

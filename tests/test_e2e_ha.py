@@ -17,20 +17,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.halab import (
-    INTERVAL,
-    SERVERS,
-    TAKEOVER_DEADLINE,
-    holds_vip,
-    lab_without_vips,
-    mac,
-    router_mac_for_vip,
-    state,
-    wait_for,
-)
+from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, wait_for
 from xdplb import net
 from xdplb.lab import BY_NAME, VIP4, Director, Lab
 from xdplb.labclients import UdpProbe, address_of, dr_service, ha_settings, http_names, stream, url
+from xdplb.labha import holds_vip, mac, router_mac_for_vip, vrrp_state
 from xdplb.vrrp.packet import PROTO_VRRP, Advert, encode, internet_checksum, pseudo_header
 
 pytestmark = [pytest.mark.ha, pytest.mark.lab]
@@ -56,7 +47,7 @@ def pair(ha_lab: Lab) -> Iterator[tuple[Director, Director]]:
             d.attach()
             for svc in (HTTP, dr_service("udp", 9000, scheduler="mh"), dr_service("tcp", 80, version=6)):
                 d.set_service(svc)
-        wait_for("lb1 master", lambda: state(lb1) == "master" and state(lb2) == "backup")
+        wait_for("lb1 master", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup")
         yield lb1, lb2
     finally:
         for d in (lb1, lb2):
@@ -83,7 +74,7 @@ def ha(pair: tuple[Director, Director]) -> Iterator[tuple[Director, Director]]:
             d.start()
         d.speaker.failover("auto")
         d.speaker.maintenance(False)
-    wait_for("lb1 master again", lambda: state(lb1) == "master" and state(lb2) == "backup")
+    wait_for("lb1 master again", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup")
 
 
 def transitions(director: Director) -> int:
@@ -112,7 +103,7 @@ def takeover(lab: Lab, lb1: Director, lb2: Director, kill: Callable[[], None]) -
     with UdpProbe(lab) as probe:
         time.sleep(0.3)
         kill()
-        wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+        wait_for("lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
         wait_for("the router sends the VIP to lb2", lambda: router_mac_for_vip(lab) == mac("lb2"),
                  TAKEOVER_DEADLINE)
         time.sleep(0.5)
@@ -141,7 +132,7 @@ def test_links_down_lb2_takes_over_and_lb1_preempts_back(ha):
     wait_for("lb2's notify hook", lambda: "INSTANCE VI_1 MASTER 100" in notified(lab)[hooks_before:])
     assert lb2.vrrp()["counters"]["became_master"] >= 1
     lab.cut("lb1", connected=True)
-    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
+    wait_for("lb1 preempts", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
     wait_for("the router sends the VIP to lb1", lambda: router_mac_for_vip(lab) == mac("lb1"))
     assert not holds_vip(lab, "lb2")
     assert set(http_names(lab, url(4), 3)) <= SERVERS
@@ -155,7 +146,7 @@ def test_deleted_namespace_lb2_takes_over_and_a_rebuilt_lb1_preempts(ha):
     assert set(http_names(lab, url(4), 3)) <= SERVERS
     lab.rebuild("lb1")
     lb1.start()  # its daemon starts a new speaker, which starts as backup and preempts
-    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 3)
+    wait_for("lb1 preempts", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", TAKEOVER_DEADLINE * 3)
     assert set(http_names(lab, url(4), 3)) <= SERVERS
 
 
@@ -166,7 +157,7 @@ def test_mh_connections_survive_a_failover(ha):
     download = stream(lab, rate="200k")  # 1 MB over 5 s
     time.sleep(1.0)
     lab.cut("lb1")
-    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
     out, _ = download.communicate(timeout=30)
     size, code, server = out.split()
     assert (int(size), code) == (1 << 20, "200"), out
@@ -184,12 +175,12 @@ def test_a_tracked_service_losing_its_quorum_lowers_the_priority(ha):
     lb1.set_service(dr_service("tcp", 80, scheduler="mh", check=check))
     for rs in SERVERS:
         lab.set_nginx(rs, False)
-    wait_for("lb2 preempts", lambda: state(lb2) == "master" and state(lb1) == "backup", 10)
+    wait_for("lb2 preempts", lambda: vrrp_state(lb2) == "master" and vrrp_state(lb1) == "backup", 10)
     s1 = lb1.vrrp()
     assert s1["effective_priority"] == 90 and any(HTTP.id in d for d in s1["degraded"]), s1
     for rs in SERVERS:
         lab.set_nginx(rs, True)
-    wait_for("lb1 preempts back", lambda: state(lb1) == "master" and state(lb2) == "backup", 10)
+    wait_for("lb1 preempts back", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", 10)
     assert lb1.vrrp()["effective_priority"] == 150
 
 
@@ -203,7 +194,7 @@ def test_a_daemon_crash_on_lb1_causes_no_failover(ha):
     with UdpProbe(lab) as probe:
         lb1.kill(signal.SIGKILL)
         time.sleep(1.0)  # three master-down intervals
-        assert state(lb1) == "master" and state(lb2) == "backup"
+        assert vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup"
         lb1.start()  # finds its speaker running, and leaves it be
         time.sleep(0.3)
     assert lb1.vrrp_pid() == speaker_pid
@@ -218,8 +209,9 @@ def test_a_crashed_speaker_is_started_again_by_the_daemon(ha):
     lab = lb1.lab
     dead = lb1.vrrp_pid()
     os.kill(dead, signal.SIGKILL)
-    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
-    wait_for("a new speaker on lb1, master again", lambda: state(lb1) == "master" and state(lb2) == "backup", 20)
+    wait_for("lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("a new speaker on lb1, master again",
+             lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", 20)
     assert lb1.vrrp_pid() != dead
     assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
     assert set(http_names(lab, url(4), 3)) <= SERVERS
@@ -230,14 +222,14 @@ def test_maintenance_outlives_a_crashed_speaker(ha):
     election instead of taking the VIPs back."""
     lb1, lb2 = ha
     lb1.speaker.maintenance(True)
-    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
     dead = lb1.vrrp_pid()
     os.kill(dead, signal.SIGKILL)
-    wait_for("a new speaker on lb1", lambda: state(lb1) is not None and lb1.vrrp_pid() != dead, 20)
+    wait_for("a new speaker on lb1", lambda: vrrp_state(lb1) is not None and lb1.vrrp_pid() != dead, 20)
     time.sleep(1.0)  # more than a master-down interval
     s1 = lb1.vrrp()
     assert (s1["state"], s1["maintenance"]) == ("backup", True)
-    assert state(lb2) == "master" and not holds_vip(lb1.lab, "lb1")
+    assert vrrp_state(lb2) == "master" and not holds_vip(lb1.lab, "lb1")
 
 
 def test_a_reload_that_changes_the_ha_section_is_refused(ha):
@@ -259,10 +251,10 @@ def test_a_split_brain_resolves_to_the_higher_priority(ha):
     lab = lb1.lab
     deaf = "table inet xdplb_test {\nchain input {\ntype filter hook input priority 0;\nip protocol vrrp drop\n}\n}\n"
     lab.exec("lb2", ["nft", "-f", "-"], check=True, input=deaf)  # lb2 stops hearing lb1: both masters
-    wait_for("both master", lambda: state(lb1) == "master" and state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("both master", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
     lab.exec("lb2", ["nft", "delete", "table", "inet", "xdplb_test"], check=True)
-    wait_for("lb2 steps down", lambda: state(lb2) == "backup", TAKEOVER_DEADLINE)
-    assert state(lb1) == "master"
+    wait_for("lb2 steps down", lambda: vrrp_state(lb2) == "backup", TAKEOVER_DEADLINE)
+    assert vrrp_state(lb1) == "master"
     assert holds_vip(lab, "lb1") and not holds_vip(lab, "lb2")
     wait_for("the router sends the VIP to lb1", lambda: router_mac_for_vip(lab) == mac("lb1"), 10)
 
@@ -308,7 +300,7 @@ def test_forged_and_malformed_adverts_change_nothing(ha):
     for _, _, reason in cases:
         assert invalid.get(reason, 0) > invalid_before.get(reason, 0), (reason, invalid)
     assert (transitions(lb1), transitions(lb2)) == before
-    assert state(lb1) == "master" and state(lb2) == "backup"
+    assert vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup"
 
 
 # ---- operator -----------------------------------------------------------------------------------
@@ -317,19 +309,19 @@ def test_hand_over_and_take_over(ha):
     lb1, lb2 = ha
     lab = lb1.lab
     lb1.speaker.failover("hand-over")
-    wait_for("lb2 master", lambda: state(lb2) == "master" and state(lb1) == "backup", TAKEOVER_DEADLINE)
+    wait_for("lb2 master", lambda: vrrp_state(lb2) == "master" and vrrp_state(lb1) == "backup", TAKEOVER_DEADLINE)
     time.sleep(3 * INTERVAL * 3)
-    assert state(lb2) == "master", "lb1 preempted back after a hand-over"
+    assert vrrp_state(lb2) == "master", "lb1 preempted back after a hand-over"
     assert set(http_names(lab, url(4), 3)) <= SERVERS
     lb1.speaker.failover("take-over")
-    wait_for("lb1 master", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE)
+    wait_for("lb1 master", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", TAKEOVER_DEADLINE)
 
 
 def test_maintenance_moves_the_vips_and_keeps_them_away(ha):
     lb1, lb2 = ha
     lb1.speaker.maintenance(True)
-    wait_for("lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+    wait_for("lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
     assert lb1.vrrp()["effective_priority"] == 0 and not holds_vip(lb1.lab, "lb1")
     lb1.speaker.maintenance(False)
-    wait_for("lb1 preempts", lambda: state(lb1) == "master" and state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
+    wait_for("lb1 preempts", lambda: vrrp_state(lb1) == "master" and vrrp_state(lb2) == "backup", TAKEOVER_DEADLINE * 2)
 

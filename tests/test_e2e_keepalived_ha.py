@@ -7,9 +7,9 @@ for it differs. Election, preemption and failover, in both directions:
     TestKeepalivedOutranksXdplb   keepalived on lb1 (priority 150), xdplb on lb2 (100)
     TestXdplbOutranksKeepalived   xdplb on lb1 (150), keepalived on lb2 (100)
 
-keepalived runs in the foreground (`--dont-fork`): the test owns its parent process, and its VRRP
-child is in the same process group (a crash kills the group at once: SIGKILL to the parent alone
-would make the child stop gracefully, by PR_SET_PDEATHSIG). Its state is read from its namespace
+keepalived (xdplb.labha.Keepalived) runs in the foreground (`--dont-fork`): the test owns its parent
+process, and its VRRP child is in the same process group (a crash kills the group at once: SIGKILL
+to the parent alone would make the child stop gracefully, by PR_SET_PDEATHSIG). Its state is read from its namespace
 (does it hold the VIP on front?) and from its console log ("(VI_1) Entering MASTER STATE"); xdplb's
 from its speaker's status. What keepalived logs about the other's adverts ("received lower priority
 (100) advert from 10.100.0.3", "Invalid VRRPv3 checksum") shows that it parsed them, not only that
@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,140 +27,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.halab import (
-    INTERVAL,
-    SERVERS,
-    TAKEOVER_DEADLINE,
-    holds_vip,
-    lab_without_vips,
-    mac,
-    router_mac_for_vip,
-    state,
-    wait_for,
-)
+from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, wait_for
 from xdplb import net
-from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab, alive
+from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab
 from xdplb.labclients import UdpProbe, dr_service, ha_settings, http_names, url
+from xdplb.labha import KEEPALIVED, Keepalived, holds_vip, mac, router_mac_for_vip, vrrp_state
 from xdplb.vrrp.config import HaSettings
 from xdplb.vrrp.packet import master_down_interval, skew_time
 
 pytestmark = [pytest.mark.ha, pytest.mark.lab]
 
-KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 QUICK = 1.0  # a graceful hand-over (priority 0: the backup's skew time, ~0.06 s) is well within this
 LB1, LB2 = BY_NAME["lb1"].address("front"), BY_NAME["lb2"].address("front")
 BAD_CHECKSUM = "Invalid VRRPv3 checksum"
 SERVICES = (dr_service("tcp", 80, scheduler="mh"), dr_service("udp", 9000, scheduler="mh"),
             dr_service("tcp", 80, version=6, scheduler="mh"))  # the IPv6 VIP, excluded, moves along
-
-CONF = """\
-global_defs {{
-    router_id {host}
-    vrrp_version 3
-}}
-
-vrrp_instance VI_1 {{
-    state BACKUP
-    interface front
-    virtual_router_id 51
-    priority {priority}
-    advert_int {interval}
-    virtual_ipaddress {{
-        {vip4}/32
-    }}
-    virtual_ipaddress_excluded {{
-        {vip6}/128
-    }}
-}}
-"""
-
-
-class Keepalived:
-    """keepalived (VRRP only) on a lab host, its configuration, pid files and log under the host's
-    state directory."""
-
-    def __init__(self, lab: Lab, host: str, priority: int) -> None:
-        self.lab, self.host, self.priority = lab, host, priority
-        self.dir = lab.state_dir / host / "keepalived"
-        self.conf = self.dir / "keepalived.conf"
-        self.log_path = self.dir / "keepalived.log"  # appended across runs
-        self.pid_file, self.vrrp_pid_file = self.dir / "keepalived.pid", self.dir / "vrrp.pid"
-        self.proc: subprocess.Popen | None = None
-        self.child: int | None = None  # the VRRP process
-        self.started_at = 0           # this run's first byte in the log
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 10.0) -> None:
-        assert not self.running, f"keepalived already runs on {self.host}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(CONF.format(host=self.host, priority=self.priority, interval=INTERVAL,
-                                         vip4=VIP4, vip6=VIP6))
-        for path in (self.pid_file, self.vrrp_pid_file):
-            path.unlink(missing_ok=True)
-        self.started_at = self.mark()
-        cmd = [KEEPALIVED, "--vrrp", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
-               "--use-file", str(self.conf), "--pid", str(self.pid_file), "--vrrp_pid", str(self.vrrp_pid_file)]
-        with self.log_path.open("a") as out:
-            self.proc = self.lab.popen(self.host, cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while "Startup complete" not in self.log() or not self.vrrp_pid_file.exists():
-            if self.proc.poll() is not None:
-                pytest.fail(f"keepalived on {self.host} exited ({self.proc.returncode}):\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.crash()
-                pytest.fail(f"keepalived on {self.host} did not start in {timeout} s:\n{self.log()}")
-            time.sleep(0.02)
-        assert int(self.pid_file.read_text()) == self.proc.pid, "ip netns exec did not exec keepalived"
-        self.child = int(self.vrrp_pid_file.read_text())
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, as an init system stops it: the VRRP child advertises priority 0 and removes the VIPs."""
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.crash()
-        self._child_gone()
-
-    def crash(self) -> None:
-        """SIGKILL to parent and VRRP child at once: no priority 0, the VIPs left where they are."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._child_gone()
-
-    def _child_gone(self) -> None:
-        if self.child is None:
-            return
-        deadline = time.monotonic() + 5
-        while alive(self.child) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if alive(self.child):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.child, signal.SIGKILL)
-        self.child = None
-
-    def mark(self) -> int:
-        return self.log_path.stat().st_size if self.log_path.exists() else 0
-
-    def log(self, since: int | None = None) -> str:
-        """What it logged since `since` (a mark()), by default since its last start."""
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_bytes()[self.started_at if since is None else since:].decode(errors="replace")
-
-    def state(self) -> str | None:
-        """The state it last entered (this run), lower case; None when it is not running."""
-        found = re.findall(r"\(VI_1\) Entering (\w+) STATE", self.log())
-        return found[-1].lower() if self.running and found else None
-
 
 @dataclass
 class Pair:
@@ -187,14 +64,14 @@ def lab() -> Iterator[Lab]:
 def pair(lab: Lab, ka_host: str, ka_priority: int, xd_priority: int) -> Iterator[Pair]:
     """Both balancers up, xdplb's speaker master on its own; then keepalived joins."""
     xd_host = "lb2" if ka_host == "lb1" else "lb1"
-    p = Pair(lab, Keepalived(lab, ka_host, ka_priority), Director(lab, ka_host),
+    p = Pair(lab, Keepalived(lab, ka_host, ka_priority, INTERVAL), Director(lab, ka_host),
              Director(lab, xd_host, ha=ha_settings(xd_priority)), xd_priority)
     try:
         for d in (p.balancer, p.xdplb):
             d.attach()
             for svc in SERVICES:
                 d.set_service(svc)
-        wait_for(f"xdplb on {xd_host} master alone", lambda: state(p.xdplb) == "master")
+        wait_for(f"xdplb on {xd_host} master alone", lambda: vrrp_state(p.xdplb) == "master")
         p.keepalived.start()
         yield p
     finally:
@@ -266,7 +143,7 @@ def ka_lb1(lab: Lab) -> Iterator[Pair]:
 
 
 def keepalived_master(p: Pair) -> bool:
-    return (p.keepalived.state() == "master" and holds_vip(p.lab, "lb1") and state(p.xdplb) == "backup"
+    return (p.keepalived.state() == "master" and holds_vip(p.lab, "lb1") and vrrp_state(p.xdplb) == "backup"
             and not holds_vip(p.lab, "lb2"))
 
 
@@ -298,8 +175,8 @@ class TestKeepalivedOutranksXdplb:
         with UdpProbe(lab) as probe:
             time.sleep(0.3)
             start = time.monotonic()
-            ka.crash()
-            wait_for("xdplb on lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+            ka.kill()
+            wait_for("xdplb on lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
             took = time.monotonic() - start
             wait_for("the router sends the VIP to lb2", lambda: router_mac_for_vip(lab) == mac("lb2"),
                      TAKEOVER_DEADLINE)
@@ -328,8 +205,8 @@ class TestKeepalivedOutranksXdplb:
         with UdpProbe(lab) as probe:
             time.sleep(0.3)
             start = time.monotonic()
-            ka.proc.send_signal(signal.SIGTERM)  # priority 0: the backup's skew time, not master-down
-            wait_for("xdplb on lb2 master", lambda: state(lb2) == "master", TAKEOVER_DEADLINE)
+            ka.terminate()  # priority 0: the backup's skew time, not master-down
+            wait_for("xdplb on lb2 master", lambda: vrrp_state(lb2) == "master", TAKEOVER_DEADLINE)
             took = time.monotonic() - start
             wait_for("the router sends the VIP to lb2", lambda: router_mac_for_vip(lab) == mac("lb2"),
                      TAKEOVER_DEADLINE)
@@ -356,7 +233,7 @@ def ka_lb2(lab: Lab) -> Iterator[Pair]:
 
 
 def xdplb_master(p: Pair) -> bool:
-    return (state(p.xdplb) == "master" and holds_vip(p.lab, "lb1") and p.keepalived.state() == "backup"
+    return (vrrp_state(p.xdplb) == "master" and holds_vip(p.lab, "lb1") and p.keepalived.state() == "backup"
             and not holds_vip(p.lab, "lb2"))
 
 
@@ -437,10 +314,10 @@ class TestXdplbOutranksKeepalived:
         lab, lb1, ka = k2.lab, k2.xdplb, k2.keepalived
         since = ka.mark()
         restart_xdplb(lb1, ha_settings(150, pseudo_header=False))
-        wait_for("split brain", lambda: state(lb1) == "master" and ka.state() == "master"
+        wait_for("split brain", lambda: vrrp_state(lb1) == "master" and ka.state() == "master"
                  and BAD_CHECKSUM in ka.log(since), TAKEOVER_DEADLINE * 2)
         time.sleep(1.0)
-        assert state(lb1) == "master" and ka.state() == "master"
+        assert vrrp_state(lb1) == "master" and ka.state() == "master"
         assert holds_vip(lab, "lb1") and holds_vip(lab, "lb2")
         assert f"Master received advert from {LB1}" not in ka.log(since)
         s = lb1.vrrp()

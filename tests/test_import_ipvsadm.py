@@ -245,7 +245,7 @@ def test_notes_for_what_changes_no_flow():
     ]
     _says(imported.skipped, [
         (1, "--set not translated: IPVS timeouts"),
-        (2, "--start-daemon not translated: connection sync"),
+        (2, "--start-daemon not translated: no connection sync"),
         (3, "-o not translated"),
         (4, "port 5353 of real server 10.0.1.1 not translated: DR cannot change the port"),
         (5, "sh-fallback not translated"),

@@ -23,5 +23,6 @@ def test_unit_runs_the_daemon_and_reloads_with_sighup():
     assert exec_start[0].endswith("/.venv/bin/xdplb") and exec_start[1:3] == ["daemon", "--config"]
     assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert unit["Service"]["KillSignal"] == "SIGTERM"  # the daemon leaves the balancer forwarding on it
+    assert unit["Service"]["KillMode"] == "process"     # and the VRRP speaker advertising
     result = CliRunner().invoke(app, ["daemon", "--help"])
     assert result.exit_code == 0 and "--config" in result.output and "--netns" in result.output

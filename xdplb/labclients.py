@@ -18,6 +18,7 @@ DR_WEIGHTS = {"rs1": 3, "rs2": 2, "rs3": 1}
 # Clients run on CPU 0: a veth hands a frame on on the sender's CPU, so the balancer sees all of
 # them on one CPU too, and rr/wrr (a cursor per CPU) follow one exact sequence whatever the machine.
 ONE_CPU = ["taskset", "-c", "0"]
+BACK_GATEWAY4, BACK_GATEWAY6 = "10.200.0.1/24", "fd00:200::1/64"  # lab/roles/common.sh BACK_VIP4/6
 STREAM_FORMAT = "%{size_download} %{http_code} %header{x-server}\n"
 
 _UDP_CLIENT = r"""
@@ -162,9 +163,13 @@ class UdpProbe:
         self.result = json.loads(out) if out.strip() else {}
 
 
-def ha_settings(priority: int, interval: float = 0.1, **kw: object) -> HaSettings:
+def ha_settings(priority: int, interval: float = 0.1, front: str = "front", back: str = "back",
+                **kw: object) -> HaSettings:
     """The lab's VRRP instance as a director runs it: VRID 51 on the front interface, the IPv4 VIP
-    advertised and the IPv6 one moved with it, adverts every 100 ms."""
+    advertised; the IPv6 VIP and the NAT servers' gateway addresses on the back interface moved with
+    it (DESIGN.md: the active director holds them); adverts every 100 ms."""
     return HaSettings(instances=[{
-        "name": "VI_1", "interface": "front", "vrid": 51, "priority": priority, "advert_interval": interval,
-        "addresses": [f"{VIP4}/32"], "excluded_addresses": [f"{VIP6}/128"], **kw}])
+        "name": "VI_1", "interface": front, "vrid": 51, "priority": priority, "advert_interval": interval,
+        "addresses": [f"{VIP4}/32"],
+        "excluded_addresses": [f"{VIP6}/128", f"{BACK_GATEWAY4} dev {back}", f"{BACK_GATEWAY6} dev {back}"],
+        **kw}])
