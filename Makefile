@@ -18,6 +18,8 @@ bench: setup
 	$(PY) bench/datapath.py
 	$(PY) bench/e2e.py
 	$(PY) bench/control.py
+	$(PY) bench/health.py
+	$(PY) bench/failover.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
