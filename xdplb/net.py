@@ -251,19 +251,30 @@ def primary_address(ifname: str, family: int, exclude: frozenset = frozenset()) 
 AF = {4: 2, 6: 10}
 
 
-def set_address(ifname: str, interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, present: bool) -> bool:
-    """Adds or removes an address on an interface of the current namespace; whether it changed
-    anything (adding one that is there, or removing one that is not, is no error)."""
+def set_addresses(addresses: list[tuple[str, ipaddress.IPv4Interface | ipaddress.IPv6Interface]],
+                  present: bool) -> list[str]:
+    """Adds or removes (interface, address) pairs in the current namespace, over one netlink socket
+    (a failover waits on this); adding one that is there, or removing one that is not, is no error.
+    What could not be done, one line each: the others are done all the same."""
+    problems = []
     with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            raise OSError(f"no interface {ifname}")
-        there = any(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) == interface.ip
-                    and a["prefixlen"] == interface.network.prefixlen
-                    for a in ipr.get_addr(index=idx[0], family=AF[interface.version]))
-        if there == present:
-            return False
+        for ifname, interface in addresses:
+            try:
+                _set_address(ipr, ifname, interface, present)
+            except Exception as e:  # pyroute2's NetlinkError, or the interface gone
+                problems.append(f"{'add' if present else 'remove'} {interface} on {ifname}: {e}")
+    return problems
+
+
+def _set_address(ipr: IPRoute, ifname: str, interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+                 present: bool) -> None:
+    idx = ipr.link_lookup(ifname=ifname)
+    if not idx:
+        raise OSError(f"no interface {ifname}")
+    there = any(ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) == interface.ip
+                and a["prefixlen"] == interface.network.prefixlen
+                for a in ipr.get_addr(index=idx[0], family=AF[interface.version]))
+    if there != present:
         flags = IFA_F_NODAD if interface.version == 6 else 0
         ipr.addr("add" if present else "del", index=idx[0], address=str(interface.ip),
                  prefixlen=interface.network.prefixlen, flags=flags)
-        return True

@@ -283,21 +283,15 @@ class InstanceRunner:
                        str(self.effective_priority())])
 
     def _take(self) -> None:
-        for a in self.cfg.all_addresses():
-            try:
-                net.set_address(a.interface, a.address, True)
-            except Exception as e:  # pyroute2's NetlinkError: the interface is gone
-                log.error("%s: cannot add %s: %s", self.cfg.name, a, e)
+        for problem in net.set_addresses([(a.interface, a.address) for a in self.cfg.all_addresses()], True):
+            log.error("%s: %s", self.cfg.name, problem)
         self._announce()
         self._garp_at = self.clock() + self.cfg.garp_delay if self.cfg.garp_delay else None
 
     def _release(self) -> None:
         self._garp_at = self._lower_prio_at = None
-        for a in self.cfg.all_addresses():
-            try:
-                net.set_address(a.interface, a.address, False)
-            except Exception as e:
-                log.warning("%s: cannot remove %s: %s", self.cfg.name, a, e)
+        for problem in net.set_addresses([(a.interface, a.address) for a in self.cfg.all_addresses()], False):
+            log.warning("%s: %s", self.cfg.name, problem)
 
     def _announce_again(self) -> None:
         """Another master was heard: announce again, and never within ARP's locktime of our last
@@ -311,9 +305,8 @@ class InstanceRunner:
         for a in self.cfg.all_addresses():
             by_interface.setdefault(a.interface, []).append(a.address.ip)
         for ifname, addresses in by_interface.items():
-            with Announcer(ifname) as announcer:
-                for _ in range(self.cfg.garp_repeat):
-                    self.counters["announcements"] += announcer.announce(addresses)
+            with Announcer(ifname) as announcer:  # one look-up of the MAC, the burst back to back
+                self.counters["announcements"] += announcer.announce(addresses * self.cfg.garp_repeat)
 
     def _open(self, link: net.LinkState) -> bool:
         self._close()
