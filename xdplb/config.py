@@ -167,7 +167,7 @@ class Config(_Strict):
     api: ApiSettings = ApiSettings()
     services: ServiceList = []
     timeouts: Timeouts = Timeouts()
-    checks: dict = Field({}, description="health checks: a later issue")
+    checks: dict = Field({}, description="unused (checks are set per service and backend); read so older files load")
     ha: HaSettings | None = Field(None, description="VRRP instances (the speaker); none: no high availability")
 
 

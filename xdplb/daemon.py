@@ -10,8 +10,9 @@ and `SIGHUP` makes the file's services and timeouts the desired state again, as 
 A file that does not validate changes nothing: the running state stays.
 
 It never stops traffic: SIGTERM and SIGKILL alike leave the balancer attached and forwarding with
-its pinned maps, and the next run takes them over. Only `xdplb stop --detach` removes it. VRRP (a
-later issue) runs as a process of its own, so it keeps advertising while this one restarts.
+its pinned maps, and the next run takes them over. Only `xdplb stop --detach` removes it. With an `ha`
+section it starts the VRRP speaker (xdplb.vrrp.supervisor), a process of its own that keeps
+advertising while this one restarts, and tells it which services lost their quorum.
 
 After each change it writes `status.json` in the state directory: its pid, the state's version, what
 the reconciler did, where it is attached.

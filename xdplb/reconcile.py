@@ -5,7 +5,7 @@ Given the desired state it makes the data plane match it: the idle timeouts, eve
 no longer desired removed, and after a take-over the pinned services nobody claimed released. A
 service the data plane refuses (a limit, a next hop that does not resolve) is reported and left as
 it was; the others still apply, so one bad backend address cannot hold every other change back.
-Health checks and VRRP (later issues) only send it events.
+Health checks only reach it through the manager's effective services; VRRP moves addresses, never maps.
 """
 
 from __future__ import annotations

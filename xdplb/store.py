@@ -41,8 +41,10 @@ class State(BaseModel):
     version: int = Field(0, ge=0, description="set by Store.save: one more than the last saved (0 = never saved)")
     services: ServiceList = []
     timeouts: Timeouts = Timeouts()
-    checks: dict = Field({}, description="health checks: a later issue")
-    ha: dict | None = Field(None, description="VRRP and connection sync: a later issue")
+    checks: dict = Field({}, description="unused (checks are part of the services); state files of earlier "
+                         "versions have it")
+    ha: dict | None = Field(None, description="unused (HA is the configuration file's ha section); state files "
+                            "of earlier versions have it")
 
 
 class Store:
