@@ -262,3 +262,30 @@ def test_a_token_file_others_can_read_is_refused(director):
     assert "mode 0644: others may read the API token; chmod 600 it" in proc.stderr
     with net.in_netns(d.ns):
         assert net.xdp_mode("xd-a") is None  # refused before anything was loaded
+
+
+def test_the_daemon_runs_on_without_its_speaker_and_starts_one_later(director):
+    """A speaker that cannot start (its control socket's directory is a file) does not stop the
+    daemon: it forwards, and /v1/ha answers 503. Once the way is clear the daemon starts one."""
+    import httpx
+
+    d = director
+    blocker = d.config.parent / "vrrp"
+    blocker.write_text("not a directory")
+    d.doc["ha"] = {"instances": [{"name": "VI_1", "interface": "xd-a", "vrid": 51, "advert_interval": 0.1,
+                                  "addresses": ["10.100.0.100/32"]}],
+                   "control_socket": str(blocker / "vrrp.sock")}
+    d.config.write_text(yaml.safe_dump(d.doc))
+    proc = start(d)
+    token = d.token.read_text().strip()
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(d.socket)), base_url="http://xdplb",
+                      headers={"Authorization": f"Bearer {token}"}) as api:
+        assert api.get("/v1/ha").status_code == 503
+        assert forward(d, pk.tcp(sport=44000)) is not None
+        blocker.unlink()
+        wait_for(lambda: api.get("/v1/ha").status_code == 200, proc, deadline=30)
+        assert api.get("/v1/ha").json()["instances"][0]["name"] == "VI_1"
+    assert proc.poll() is None
+    subprocess.run([sys.executable, "-m", "xdplb.cli", "stop", "-c", str(d.config), "--netns", d.ns, "--detach"],
+                   check=True, capture_output=True, timeout=60)
+    assert not (blocker / "vrrp.sock").exists()
