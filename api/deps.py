@@ -7,11 +7,12 @@ import hmac
 import ipaddress
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from xdplb.api.context import ApiContext
-from xdplb.manager import Manager
+from xdplb.api.schemas import ChangeView
+from xdplb.manager import Change, Manager
 from xdplb.model import IPAddress, parse_key
 
 _bearer = HTTPBearer(auto_error=False, description="the token in the daemon's token file (api.token)")
@@ -90,3 +91,9 @@ BackendAddress = Annotated[IPAddress, Depends(_backend_address)]
 
 def etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
+
+
+def answer_change(change: Change, response: Response) -> ChangeView:
+    """A change's answer: the ChangeView, with the state's new version as its ETag."""
+    response.headers.update(etag(change.version))
+    return ChangeView.of(change)

@@ -58,6 +58,7 @@ TAKEOVER_DEADLINE = 3.0   # a round whose VIP has not moved by then failed
 SETTLE_DEADLINE = 15.0    # back to lb1 master before the next round, or the bench stops
 TAIL = 0.3                # the probe runs this long before the kill and after the VIP moved
 
+
 class BenchError(RuntimeError):
     pass
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from xdplb.lab import Lab
+from xdplb.labclients import UdpProbe
 
 INTERVAL = 0.1            # the lab's advertisement interval: master down after 3 x 0.1 s + skew
 TAKEOVER_DEADLINE = 2.0   # generous: the behaviour, not the speed (bench/failover.py measures that)
@@ -42,3 +43,9 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = 10.0) -> floa
         time.sleep(0.01)
     return time.monotonic() - start
 
+
+def through(probe: UdpProbe, where: str = "") -> dict:
+    """The probe's result, once it is sure the traffic came back (`where`: through which director)."""
+    r = probe.result
+    assert r["answered"] > 0 and r["last"] >= r["sent"] - 100, f"traffic did not come back{where}: {r}"
+    return r

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, wait_for
+from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, through, wait_for
 from xdplb import net
 from xdplb.lab import BY_NAME, VIP4, Director, Lab
 from xdplb.labclients import UdpProbe, address_of, dr_service, ha_settings, http_names, stream, url
 from xdplb.labha import holds_vip, mac, router_mac_for_vip, vrrp_state
-from xdplb.vrrp.packet import PROTO_VRRP, Advert, encode, internet_checksum, pseudo_header
+from xdplb.vrrp.packet import GROUP4, PROTO_VRRP, Advert, encode, internet_checksum, pseudo_header
 
 pytestmark = [pytest.mark.ha, pytest.mark.lab]
 
@@ -81,8 +81,6 @@ def transitions(director: Director) -> int:
     return len(director.vrrp()["transitions"])
 
 
-
-
 # ---- election ---------------------------------------------------------------------------------
 
 def test_lb1_is_master_and_holds_the_vips(ha):
@@ -108,10 +106,12 @@ def takeover(lab: Lab, lb1: Director, lb2: Director, kill: Callable[[], None]) -
                  TAKEOVER_DEADLINE)
         time.sleep(0.5)
     assert holds_vip(lab, "lb2")
-    r = probe.result
-    assert r["answered"] > 0 and r["last"] >= r["sent"] - 100, f"traffic did not come back through lb2: {r}"
+    r = through(probe, " through lb2")
     print(f"interruption {r['longest_gap'] * 1000:.0f} ms ({r['sent'] - r['answered']} of {r['sent']} lost)")
     assert r["longest_gap"] < TAKEOVER_DEADLINE
+    # nothing got through before lb2 was master: a backup's balancer does not forward frames the
+    # switch floods for dead lb1's MAC (the HA lab's ports, like a NIC's filter, keep them away)
+    assert r["longest_gap"] > 2 * INTERVAL, r
     return r
 
 
@@ -275,8 +275,7 @@ for _ in range(5):
 def sealed(message: bytes, src: ipaddress.IPv4Address) -> bytes:
     """The message with a right checksum, whatever else is wrong with it."""
     zeroed = message[:6] + b"\0\0" + message[8:]
-    group = ipaddress.IPv4Address("224.0.0.18")
-    checksum = internet_checksum(pseudo_header(src, group, len(zeroed), PROTO_VRRP) + zeroed)
+    checksum = internet_checksum(pseudo_header(src, GROUP4, len(zeroed), PROTO_VRRP) + zeroed)
     return zeroed[:6] + checksum.to_bytes(2, "big") + zeroed[8:]
 
 
@@ -284,7 +283,7 @@ def test_forged_and_malformed_adverts_change_nothing(ha):
     lb1, lb2 = ha
     lab = lb1.lab
     src = ipaddress.IPv4Address(BY_NAME["rs1"].address("front"))
-    good = encode(Advert(51, 254, 10, (ipaddress.IPv4Address(VIP4),)), src, ipaddress.IPv4Address("224.0.0.18"))
+    good = encode(Advert(51, 254, 10, (ipaddress.IPv4Address(VIP4),)), src, GROUP4)
     bad_checksum = good[:6] + bytes([good[6] ^ 0xFF]) + good[7:]
     version2 = sealed(bytes([0x21]) + good[1:], src)
     cases = [(64, good, "ttl"), (255, bad_checksum, "checksum"), (255, version2, "version"),
@@ -292,7 +291,7 @@ def test_forged_and_malformed_adverts_change_nothing(ha):
     before = (transitions(lb1), transitions(lb2))
     invalid_before = lb2.vrrp()["counters"]["invalid"]
     for ttl, data, _ in cases:
-        lab.exec("rs1", ["python3", "-c", FORGE, str(ttl), data.hex(), "224.0.0.18"], check=True)
+        lab.exec("rs1", ["python3", "-c", FORGE, str(ttl), data.hex(), str(GROUP4)], check=True)
     # through the router from the client: TTL 255 arrives as 254, off-link
     lab.exec("client", ["python3", "-c", FORGE, "255", good.hex(), BY_NAME["lb2"].address("front")], check=True)
     time.sleep(0.5)

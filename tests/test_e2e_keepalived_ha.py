@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, wait_for
+from tests.halab import INTERVAL, SERVERS, TAKEOVER_DEADLINE, lab_without_vips, through, wait_for
 from xdplb import net
 from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab
 from xdplb.labclients import UdpProbe, dr_service, ha_settings, http_names, url
@@ -42,6 +42,7 @@ LB1, LB2 = BY_NAME["lb1"].address("front"), BY_NAME["lb2"].address("front")
 BAD_CHECKSUM = "Invalid VRRPv3 checksum"
 SERVICES = (dr_service("tcp", 80, scheduler="mh"), dr_service("udp", 9000, scheduler="mh"),
             dr_service("tcp", 80, version=6, scheduler="mh"))  # the IPv6 VIP, excluded, moves along
+
 
 @dataclass
 class Pair:
@@ -116,12 +117,6 @@ def restart_xdplb(xd: Director, ha: HaSettings) -> None:
     xd.kill()
     xd.ha = ha
     xd.start()
-
-
-def through(probe: UdpProbe) -> dict:
-    r = probe.result
-    assert r["answered"] > 0 and r["last"] >= r["sent"] - 100, f"traffic did not come back: {r}"
-    return r
 
 
 def ms(seconds: float) -> str:

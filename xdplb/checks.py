@@ -89,13 +89,6 @@ class HealthCheck(_Strict):
             raise ValueError(f"command and dynamic are for misc checks, not {self.type}")
         return self
 
-    def status_ok(self, code: int) -> bool:
-        for item in self.status:
-            m = _STATUS.fullmatch(item)
-            if int(m[1]) <= code <= int(m[2] or m[1]):
-                return True
-        return False
-
 
 class OnDown(StrEnum):
     """What a service does with a backend its check found down."""

@@ -233,9 +233,6 @@ def decap_status() -> None:
 from xdplb.cli_ops import register  # noqa: E402  (the operator commands, against a director's API)
 
 register(app)
-from xdplb.cli_ha import ha_app  # noqa: E402  (xdplb ha: the VRRP instances, through the API)
-
-app.add_typer(ha_app, name="ha")
 
 if __name__ == "__main__":
     app()

@@ -21,13 +21,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from xdplb.cli_health import ago
-from xdplb.cli_ops import Ops, operator, out
+from xdplb.cli_health import ago, aligned
+from xdplb.cli_ops import Ops, needs_route, operator, ops_app, out
 from xdplb.client import ApiError
 
 Json = dict[str, Any]
 ha_app = typer.Typer(help="High availability: this director's VRRP instances (status, failover, priority, "
                      "maintenance)", no_args_is_help=True)
+ops_app.add_typer(ha_app, name="ha")
 
 STATE_STYLE = {"master": "bold green", "backup": "", "fault": "bold red", "init": "yellow"}
 
@@ -48,13 +49,8 @@ InstanceOpt = Annotated[str | None, typer.Option(
 
 
 def _call(ops: Ops, method: str, path: str, body: Json | None = None) -> Json:
-    try:
+    with needs_route("/v1/ha", "high availability"):
         return ops.api.call(method, path, body=body).data
-    except ApiError as e:
-        if e.status == 404 and e.errors == ["Not Found"]:  # FastAPI's own: no such route, an older director
-            raise ApiError(404, ["this director's API has no /v1/ha: it runs an xdplb without high "
-                                 "availability"]) from None
-        raise
 
 
 def _only(status: Json, instance: str | None) -> list[Json]:
@@ -109,8 +105,7 @@ def instance_rows(instances: list[Json], now: float) -> list[str]:
         table.append((i["name"], f"{i['interface']} (IPv{i['family']})", str(i["vrid"]), i["state"].upper(),
                       str(i["effective_priority"]), str(i["priority"]), _master(i), ago(i["since"], now),
                       "; ".join(_notes(i)) or "-"))
-    widths = [max(len(row[c]) for row in table) for c in range(8)]
-    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:8], widths, strict=True)), row[8]]) for row in table]
+    return aligned(table)
 
 
 def _master(i: Json) -> str:

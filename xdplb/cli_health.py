@@ -21,7 +21,17 @@ import typer
 from rich.text import Text
 
 from xdplb.checks import CheckType
-from xdplb.cli_ops import Ops, OptionalService, err, operator, ops_app, out, split_backend, split_service
+from xdplb.cli_ops import (
+    Ops,
+    OptionalService,
+    err,
+    needs_route,
+    operator,
+    ops_app,
+    out,
+    split_backend,
+    split_service,
+)
 from xdplb.cli_services import backend_of, read_service, write_service
 from xdplb.client import ApiError
 
@@ -159,13 +169,8 @@ def health(ops: Ops, service: OptionalService = None) -> None:
 
     -o json: GET /v1/health. xdplb health tcp 10.100.0.100:80"""
     sid = split_service(service)[0] if service else None
-    try:
+    with needs_route("/v1/health", "health checks"):
         rows = ops.api.get("/v1/health", service=sid).data
-    except ApiError as e:
-        if e.errors == ["Not Found"]:  # FastAPI's own 404: no such route, an older director
-            raise ApiError(404, ["this director's API has no /v1/health: it runs an xdplb without health "
-                                 "checks"]) from None
-        raise
     if ops.json:
         ops.print_json(rows)
         return
@@ -181,8 +186,13 @@ def health_table(rows: list[Json], now: float) -> list[str]:
     table = [("SERVICE", "BACKEND", "STATE", "CHECK", "SINCE", "WEIGHT", "REASON")]
     table += [(r["service"], r["backend"], r["state"].upper(), r["check"], ago(r["since"], now),
                "-" if r["weight"] is None else str(r["weight"]), r["reason"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(6)]
-    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True)), row[6]]) for row in table]
+    return aligned(table)
+
+
+def aligned(table: list[tuple[str, ...]]) -> list[str]:
+    """Rows as columns two spaces apart, each as wide as its widest cell; the last as long as it is."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]) for row in table]
 
 
 def ago(when: float | None, now: float) -> str:

@@ -2,7 +2,7 @@
 they share: the connection options, the errors, the arguments, how a change is reported. The
 commands: xdplb/cli_services.py (`service`, `backend`: ipvsadm -A/-E/-D, -a/-e/-d), xdplb/cli_list.py
 (`list`: ipvsadm -Ln, --stats, --rate, -Lnc; `simulate`), xdplb/cli_apply.py (`apply`, `config get`,
-`import`, `capture`), xdplb/cli_health.py (`check set|clear`, `health`).
+`import`, `capture`), xdplb/cli_health.py (`check set|clear`, `health`), xdplb/cli_ha.py (`ha`).
 
 Every command takes the connection options (--url, --token, --token-file, --cli-config, -v) and
 `-o json`, which prints the API's JSON and nothing else. The API's refusals print its lines in red
@@ -136,6 +136,17 @@ def handled(ops: Ops) -> Iterator[None]:
         ops.close()
 
 
+@contextmanager
+def needs_route(path: str, feature: str) -> Iterator[None]:
+    """FastAPI's own 404 (no such route) under `path` says the director runs an xdplb without `feature`."""
+    try:
+        yield
+    except ApiError as e:
+        if e.status == 404 and e.errors == ["Not Found"]:
+            raise ApiError(404, [f"this director's API has no {path}: it runs an xdplb without {feature}"]) from None
+        raise
+
+
 def _explain(e: ApiError, ops: Ops) -> list[str]:
     """The API's lines, and what to do when the cause is the caller's token or a concurrent change."""
     source = ops.target.token_from if ops.target else "?"
@@ -253,6 +264,6 @@ def diff_lines(diff: dict[str, Any]) -> list[Text]:
 
 def register(app: typer.Typer) -> None:
     """Adds the operator commands to the xdplb command."""
-    from xdplb import cli_apply, cli_health, cli_list, cli_services  # noqa: F401  (their commands join ops_app)
+    from xdplb import cli_apply, cli_ha, cli_health, cli_list, cli_services  # noqa: F401  (their commands join ops_app)
 
     app.add_typer(ops_app)

@@ -1,7 +1,6 @@
 """`xdplb service` and `xdplb backend`: one virtual service or backend at a time, as ipvsadm -A/-E/-D
 and -a/-e/-d do. An edit of a service reads it, changes the fields given and writes it back only if
-nobody changed the configuration in between (If-Match); so does a backend edit that changes what the
-API's backend PATCH does not take (inhibit-on-failure).
+nobody changed the configuration in between (If-Match); a backend edit is the API's backend PATCH.
 
 What a service does with its health checks' verdicts: --on-down remove|keep, --sorry-server,
 --quorum/--hysteresis; a backend's --inhibit-on-failure. The checks themselves: `xdplb check`
@@ -239,11 +238,13 @@ Inhibit = Annotated[bool | None, typer.Option(
 
 
 def _backend_fields(weight: int | None, port: int | None, upper: int | None, lower: int | None,
-                    tunnel: Encap | None, gue_port: int | None) -> dict[str, Any]:
+                    tunnel: Encap | None, gue_port: int | None, inhibit: bool | None) -> dict[str, Any]:
     fields = {"weight": weight, "port": port, "upper_threshold": upper, "lower_threshold": lower}
     found: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     if tunnel is not None or gue_port is not None:
         found["tunnel"] = _tunnel(None, tunnel, gue_port)
+    if inhibit is not None:
+        found["inhibit_on_failure"] = inhibit
     return found
 
 
@@ -261,9 +262,7 @@ def backend_add(ops: Ops, words: BackendWords, weight: WeightOpt = None, port: P
     xdplb backend add tcp 10.100.0.100:80 10.100.1.11 -w 3"""
     sid, address, addr_port = _target(words)
     body = {"address": address, **_backend_fields(weight, port if port is not None else addr_port, upper, lower,
-                                                  tunnel, gue_port)}
-    if inhibit_on_failure is not None:
-        body["inhibit_on_failure"] = inhibit_on_failure
+                                                  tunnel, gue_port, inhibit_on_failure)}
     reply = ops.api.call("POST", service_path(sid, "backends"), body=body)
     report_change(ops, reply, f"backend {address} of {sid} added")
 
@@ -276,9 +275,8 @@ def backend_edit(ops: Ops, words: BackendWords, weight: WeightOpt = None, port: 
 
     xdplb backend edit tcp 10.100.0.100:80 10.100.1.11 -w 5"""
     sid, address, addr_port = _target(words)
-    patch = _backend_fields(weight, port if port is not None else addr_port, upper, lower, tunnel, gue_port)
-    if inhibit_on_failure is not None:
-        patch["inhibit_on_failure"] = inhibit_on_failure
+    patch = _backend_fields(weight, port if port is not None else addr_port, upper, lower, tunnel, gue_port,
+                            inhibit_on_failure)
     if not patch:
         raise typer.BadParameter("nothing to change: give --weight, --port, -x, -y, --tunnel or "
                                  "--inhibit-on-failure")

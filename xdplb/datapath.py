@@ -449,7 +449,8 @@ class Datapath:
         old = self._services.get(service.key) or self._adopted_for(service)
         if self._unchanged(service, old, nexthops or {}):
             return {"backends": 0, "rings": 0, "seqs": 0}  # a reconciler pass over a thousand services
-        self._check_limits(service, old)
+        self._check_limits(service, old, self._endpoints, len(self._endpoints) - (len(old.keys) if old else 0),
+                           len(self._free_services), len(self._free_backends))
         hops = self._nexthops(service, old, nexthops or {})
         new = self._plan(service, old, hops)
         try:
@@ -530,9 +531,7 @@ class Datapath:
             for ep in old.keys if old else ():
                 endpoints.pop(ep, None)
             try:
-                if old is None and free_services == 0:
-                    raise ConfigError(f"service limit reached ({self.sizes.max_services})")
-                self._check_limits(svc, old, endpoints, free_backends)
+                self._check_limits(svc, old, endpoints, len(endpoints), free_services, free_backends)
                 out.nexthops.update(self._nexthops(svc, old, {}))
             except (ConfigError, NexthopError) as e:
                 out.problems[svc.key] = str(e)
@@ -549,20 +548,20 @@ class Datapath:
                 out.problems[key] = f"sorry server: {e}"
         return out
 
-    def _check_limits(self, service: Service, old: _Service | None,
-                      endpoints: Mapping[tuple, tuple] | None = None, free_backends: int | None = None) -> None:
+    def _check_limits(self, service: Service, old: _Service | None, endpoints: Mapping[tuple, tuple],
+                      other_vips: int, free_services: int, free_backends: int) -> None:
+        """Whether `service` fits, replacing `old`: `endpoints` maps each endpoint in use to its service,
+        `other_vips` counts those other services keep, and the free ids are as the write would find them
+        (set_service: the data plane's now; preflight: along its pass)."""
         if service.method == Method.NAT:
             raise ConfigError(f"forwarding method {service.method} is not available yet (DR and TUN are)")
-        if endpoints is None and old is None and not self._free_services:
+        if old is None and not free_services:
             raise ConfigError(f"service limit reached ({self.sizes.max_services})")
-        endpoints = self._endpoints if endpoints is None else endpoints
         for ep in service.all_endpoints:
             owner = endpoints.get(ep)
             if owner is not None and owner != service.key:
                 raise ConfigError(f"{ep[0]}/{ep[1]}:{ep[2]} already belongs to service {key_id(owner)}")
-        keys = len(endpoints) - (len(old.keys) if old and endpoints is self._endpoints else 0) + \
-            len(service.all_endpoints)
-        if keys > self.sizes.max_vips:
+        if other_vips + len(service.all_endpoints) > self.sizes.max_vips:
             raise ConfigError(f"virtual address limit reached ({self.sizes.max_vips})")
         if service.scheduler.least_connection and len(service.backends) > self.sizes.lc_max:
             raise ConfigError(f"{service.scheduler} scans at most {self.sizes.lc_max} backends per service "
@@ -572,7 +571,7 @@ class Datapath:
         if len(service.backends) > self.sizes.seq_max:
             raise ConfigError(f"{len(service.backends)} backends exceed the per-service maximum {self.sizes.seq_max}")
         new = sum(1 for b in service.backends if old is None or b.address not in old.backends)
-        if new > (len(self._free_backends) if free_backends is None else free_backends):
+        if new > free_backends:
             raise ConfigError(f"backend limit reached ({self.sizes.max_backends})")
 
     def _nexthops(self, service: Service, old: _Service | None,

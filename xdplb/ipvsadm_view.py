@@ -16,14 +16,16 @@ import ipaddress
 from enum import StrEnum
 from typing import Any
 
+from xdplb.rates import FIELDS as _STATS
+from xdplb.rates import RATE_NAMES
+
 Json = dict[str, Any]
 
 FORWARD = {"dr": "Route", "tun": "Tunnel", "nat": "Masq"}  # ipvsadm's names of the methods
 _PROTO = {"tcp": 6, "udp": 17}
-_ZERO_STATS = {"conns": 0, "in_pkts": 0, "out_pkts": 0, "in_bytes": 0, "out_bytes": 0}
-_ZERO_RATES = {"cps": 0, "inpps": 0, "outpps": 0, "inbps": 0, "outbps": 0}
-_STATS = ("conns", "in_pkts", "out_pkts", "in_bytes", "out_bytes")
-_RATES = ("cps", "inpps", "outpps", "inbps", "outbps")
+_RATES = tuple(RATE_NAMES[f] for f in _STATS)  # cps, inpps, outpps, inbps, outbps
+_ZERO_STATS = dict.fromkeys(_STATS, 0)
+_ZERO_RATES = dict.fromkeys(_RATES, 0)
 _FIRST = "Prot LocalAddress:Port"
 _REMOTE = "  -> RemoteAddress:Port"
 

@@ -11,6 +11,7 @@ import subprocess
 from collections import Counter
 
 from xdplb.lab import BY_NAME, ROLES, VIP4, VIP6, Lab
+from xdplb.labha import VRID
 from xdplb.model import Backend, IPAddress, Service
 from xdplb.vrrp.config import HaSettings
 
@@ -169,7 +170,7 @@ def ha_settings(priority: int, interval: float = 0.1, front: str = "front", back
     advertised; the IPv6 VIP and the NAT servers' gateway addresses on the back interface moved with
     it (DESIGN.md: the active director holds them); adverts every 100 ms."""
     return HaSettings(instances=[{
-        "name": "VI_1", "interface": front, "vrid": 51, "priority": priority, "advert_interval": interval,
+        "name": "VI_1", "interface": front, "vrid": VRID, "priority": priority, "advert_interval": interval,
         "addresses": [f"{VIP4}/32"],
         "excluded_addresses": [f"{VIP6}/128", f"{BACK_GATEWAY4} dev {back}", f"{BACK_GATEWAY6} dev {back}"],
         **kw}])

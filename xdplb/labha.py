@@ -19,11 +19,11 @@ import subprocess
 import time
 
 from xdplb import net
-from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab, LabError, alive
+from xdplb.lab import BY_NAME, VIP4, VIP6, Director, Lab, LabError, _wait_dead, alive
 from xdplb.vrrp.control import SpeakerError
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
-VRID = 51          # the lab's virtual router, as labclients.ha_settings has it
+VRID = 51          # the lab's virtual router (labclients.ha_settings runs it too)
 LOG_TAIL = 40      # lines of keepalived's log in an error
 
 KEEPALIVED_CONF = """\
@@ -160,9 +160,7 @@ class Keepalived:
     def _child_gone(self) -> None:
         if self.child is None:
             return
-        deadline = time.monotonic() + 5
-        while alive(self.child) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_dead([self.child])
         if alive(self.child):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.child, signal.SIGKILL)

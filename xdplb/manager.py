@@ -164,7 +164,7 @@ class Manager:
     def _health_changed(self, health: Health) -> None:
         key = (health.service, health.backend)
         with self._lock:
-            if key not in {(w.service, w.backend) for w in self.watches()}:
+            if key not in {w.key for w in self.watches()}:
                 return  # a watch removed since
             known = {**self.health, key: health}  # published only once the data plane has it
             self.applied = self._apply(self._effective(self._state.services, known), self._state.timeouts,
@@ -185,8 +185,8 @@ class Manager:
         states = self.monitor.states() if self.monitor is not None else {}
         out = []
         for w in self.watches():
-            applied = self.health.get((w.service, w.backend))
-            h = states.get((w.service, w.backend)) or applied
+            applied = self.health.get(w.key)
+            h = states.get(w.key) or applied
             if h is not None and (h.up, h.weight) != ((applied.up, applied.weight) if applied else (True, None)):
                 h = applied  # the data plane has not followed yet: say what it does
             out.append((w, h))
@@ -207,7 +207,7 @@ class Manager:
 
     def _watch(self) -> None:
         watches = self.watches()
-        keys = {(w.service, w.backend) for w in watches}
+        keys = {w.key for w in watches}
         self.health = {k: h for k, h in self.health.items() if k in keys}
         if self.monitor is not None:
             self.monitor.watch(watches)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -213,6 +214,7 @@ def list_netns() -> list[str]:
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RT_SCOPE_LINK = 253
+AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 @dataclass(frozen=True)
@@ -246,9 +248,6 @@ def primary_address(ifname: str, family: int, exclude: frozenset = frozenset()) 
             if a["scope"] == want_scope and addr not in exclude:
                 return addr
     return None
-
-
-AF = {4: 2, 6: 10}
 
 
 def set_addresses(addresses: list[tuple[str, ipaddress.IPv4Interface | ipaddress.IPv6Interface]],

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from xdplb.api.deps import BackendAddress, ExpectVersion, ManagerDep, ReadAccess, ServiceKey, WriteAccess, etag
+from xdplb.api.deps import (
+    BackendAddress,
+    ExpectVersion,
+    ManagerDep,
+    ReadAccess,
+    ServiceKey,
+    WriteAccess,
+    answer_change,
+    etag,
+)
 from xdplb.api.schemas import BackendPatch, ChangeView
 from xdplb.model import Backend
 
@@ -21,7 +30,7 @@ def list_backends(key: ServiceKey, manager: ManagerDep, response: Response) -> l
 @router.post("", status_code=201, dependencies=[WriteAccess])
 def add_backend(key: ServiceKey, backend: Backend, manager: ManagerDep, expect: ExpectVersion,
                 response: Response) -> ChangeView:
-    return _answer(manager.add_backend(key, backend, expect), response)
+    return answer_change(manager.add_backend(key, backend, expect), response)
 
 
 @router.get("/{address}", dependencies=[ReadAccess])
@@ -34,22 +43,17 @@ def get_backend(key: ServiceKey, address: BackendAddress, manager: ManagerDep, r
 def update_backend(key: ServiceKey, address: BackendAddress, patch: BackendPatch, manager: ManagerDep,
                    expect: ExpectVersion, response: Response) -> ChangeView:
     """Change the fields given (weight, port, thresholds, tunnel); the others stay."""
-    return _answer(manager.update_backend(key, address, patch.model_dump(exclude_unset=True), expect), response)
+    return answer_change(manager.update_backend(key, address, patch.model_dump(exclude_unset=True), expect), response)
 
 
 @router.post("/{address}/drain", dependencies=[WriteAccess])
 def drain_backend(key: ServiceKey, address: BackendAddress, manager: ManagerDep, expect: ExpectVersion,
                   response: Response) -> ChangeView:
     """Weight 0: the backend takes no new connections; established ones go on until they close."""
-    return _answer(manager.update_backend(key, address, {"weight": 0}, expect), response)
+    return answer_change(manager.update_backend(key, address, {"weight": 0}, expect), response)
 
 
 @router.delete("/{address}", dependencies=[WriteAccess])
 def remove_backend(key: ServiceKey, address: BackendAddress, manager: ManagerDep, expect: ExpectVersion,
                    response: Response) -> ChangeView:
-    return _answer(manager.remove_backend(key, address, expect), response)
-
-
-def _answer(change, response: Response) -> ChangeView:
-    response.headers.update(etag(change.version))
-    return ChangeView.of(change)
+    return answer_change(manager.remove_backend(key, address, expect), response)

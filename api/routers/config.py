@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from xdplb.api.deps import ExpectVersion, ManagerDep, ReadAccess, WriteAccess, etag
+from xdplb.api.deps import ExpectVersion, ManagerDep, ReadAccess, WriteAccess, answer_change, etag
 from xdplb.api.schemas import ChangeView, ConfigDocument, ConfigView, ServiceView
 
 router = APIRouter(prefix="/v1/config", tags=["config"])
@@ -26,6 +26,4 @@ def put_config(document: ConfigDocument, manager: ManagerDep, expect: ExpectVers
                ) -> ChangeView:
     """Make this the configuration: services not listed are removed. Either all of it applies or
     nothing does; with dry_run nothing is written and the answer is what would change."""
-    change = manager.replace(document.services, document.timeouts, expect, dry_run)
-    response.headers.update(etag(change.version))
-    return ChangeView.of(change)
+    return answer_change(manager.replace(document.services, document.timeouts, expect, dry_run), response)

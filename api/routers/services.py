@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from xdplb.api.deps import ExpectVersion, ManagerDep, ReadAccess, ServiceKey, WriteAccess, etag
+from xdplb.api.deps import ExpectVersion, ManagerDep, ReadAccess, ServiceKey, WriteAccess, answer_change, etag
 from xdplb.api.schemas import ChangeView, ServiceView
 from xdplb.model import Service
 
@@ -21,9 +21,7 @@ def list_services(manager: ManagerDep, response: Response) -> list[ServiceView]:
 @router.post("", status_code=201, dependencies=[WriteAccess])
 def add_service(service: Service, manager: ManagerDep, expect: ExpectVersion, response: Response) -> ChangeView:
     """Add a service (409 when its id exists)."""
-    change = manager.add_service(service, expect)
-    response.headers.update(etag(change.version))
-    return ChangeView.of(change)
+    return answer_change(manager.add_service(service, expect), response)
 
 
 @router.get("/{service_id}", dependencies=[ReadAccess])
@@ -36,13 +34,9 @@ def get_service(key: ServiceKey, manager: ManagerDep, response: Response) -> Ser
 def replace_service(key: ServiceKey, service: Service, manager: ManagerDep, expect: ExpectVersion,
                     response: Response) -> ChangeView:
     """Replace a service whole, its backends included (the id stays: protocol, VIP and port, or fwmark)."""
-    change = manager.set_service(key, service, expect)
-    response.headers.update(etag(change.version))
-    return ChangeView.of(change)
+    return answer_change(manager.set_service(key, service, expect), response)
 
 
 @router.delete("/{service_id}", dependencies=[WriteAccess])
 def remove_service(key: ServiceKey, manager: ManagerDep, expect: ExpectVersion, response: Response) -> ChangeView:
-    change = manager.remove_service(key, expect)
-    response.headers.update(etag(change.version))
-    return ChangeView.of(change)
+    return answer_change(manager.remove_service(key, expect), response)

@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from xdplb.checks import HealthCheck
 from xdplb.health import misc
@@ -77,7 +77,7 @@ class _State:
     task: asyncio.Task[None] | None = None
     hook: asyncio.Task[None] | None = None  # its latest notify hook: the next one waits for it
     weight_is_configured: bool = True       # MISC dynamic: the weight is the configured one (exit 0)
-    epoch: int = field(default=0)
+    epoch: int = 0
 
 
 def on_grid(when: float, grid: float) -> float:
@@ -287,8 +287,7 @@ class HealthMonitor:
         else:
             weight, state.weight_is_configured = _initial_weight(watch), True
         state.watch = watch
-        state.health = Health(h.service, h.backend, h.up, f"check changed; {h.reason}", weight, h.since, h.checked,
-                              h.last, 0, 0)
+        state.health = replace(h, reason=f"check changed; {h.reason}", weight=weight, successes=0, failures=0)
         self._publish(state, weight != h.weight and h.up)
         self._launch(state)
 
@@ -297,8 +296,7 @@ class HealthMonitor:
         state.watch = watch
         h = state.health
         if watch.check.dynamic and state.weight_is_configured and h.weight != watch.weight:
-            state.health = Health(h.service, h.backend, h.up, h.reason, watch.weight, h.since, h.checked, h.last,
-                                  h.successes, h.failures)
+            state.health = replace(h, weight=watch.weight)
             self._publish(state, h.up)
 
     def _launch(self, state: _State) -> None:

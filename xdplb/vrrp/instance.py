@@ -60,7 +60,8 @@ class InstanceRunner:
         self._last_lower_prio_announce = float("-inf")
         self._lower_prio_at: float | None = None  # an announcement due because another master was heard
         self._advert_addresses = tuple(a.address.ip for a in cfg.addresses)
-        self._vips = frozenset(a.address.ip for a in cfg.all_addresses())
+        self._moved = [(a.interface, a.address) for a in cfg.all_addresses()]  # every (interface, VIP) it holds
+        self._vips = frozenset(address.ip for _, address in self._moved)
 
     # ---- life ------------------------------------------------------------------------------
 
@@ -283,14 +284,14 @@ class InstanceRunner:
                        str(self.effective_priority())])
 
     def _take(self) -> None:
-        for problem in net.set_addresses([(a.interface, a.address) for a in self.cfg.all_addresses()], True):
+        for problem in net.set_addresses(self._moved, True):
             log.error("%s: %s", self.cfg.name, problem)
         self._announce()
         self._garp_at = self.clock() + self.cfg.garp_delay if self.cfg.garp_delay else None
 
     def _release(self) -> None:
         self._garp_at = self._lower_prio_at = None
-        for problem in net.set_addresses([(a.interface, a.address) for a in self.cfg.all_addresses()], False):
+        for problem in net.set_addresses(self._moved, False):
             log.warning("%s: %s", self.cfg.name, problem)
 
     def _announce_again(self) -> None:
@@ -302,8 +303,8 @@ class InstanceRunner:
 
     def _announce(self) -> None:
         by_interface: dict[str, list[IPAddress]] = {}
-        for a in self.cfg.all_addresses():
-            by_interface.setdefault(a.interface, []).append(a.address.ip)
+        for ifname, address in self._moved:
+            by_interface.setdefault(ifname, []).append(address.ip)
         for ifname, addresses in by_interface.items():
             with Announcer(ifname) as announcer:  # one look-up of the MAC, the burst back to back
                 self.counters["announcements"] += announcer.announce(addresses * self.cfg.garp_repeat)

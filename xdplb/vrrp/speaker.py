@@ -206,17 +206,20 @@ class Speaker:
             for r in runners:  # all or nothing: every instance checked before any acts
                 if problem := r.failover_problem(action):
                     raise problem
-            _each(runners, lambda r: r.failover(action))
+            for r in runners:
+                r.failover(action)
         elif op == "priority":
             priority = request.get("priority")
             if not isinstance(priority, int) or isinstance(priority, bool):
                 raise ControlError("priority: an integer from 1 to 255", 400)
-            _each(runners, lambda r: r.set_priority(priority))
+            for r in runners:
+                r.set_priority(priority)
         elif op == "maintenance":
             on = request.get("on")
             if not isinstance(on, bool):
                 raise ControlError("maintenance: `on` is true or false", 400)
-            _each(runners, lambda r: r.set_maintenance(on))
+            for r in runners:
+                r.set_maintenance(on)
         else:
             raise ControlError(f"unknown op {op!r}", 400)
         self._save_controls()
@@ -249,12 +252,6 @@ class Speaker:
     def status(self) -> dict:
         return {"pid": os.getpid(), "started": self.started, "services_down": sorted(self.services_down),
                 "instances": [r.status() for r in self.runners]}
-
-
-def _each(runners: list[InstanceRunner], do: Any) -> None:
-    """The request for every instance named (checked beforehand: none refuses halfway)."""
-    for r in runners:
-        do(r)
 
 
 def _listen(path: Path) -> socket.socket:
